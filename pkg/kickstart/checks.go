@@ -1,0 +1,347 @@
+package kickstart
+
+import (
+	"fmt"
+	"strings"
+)
+
+// checkState is what the checks remember across lines: which commands were
+// seen, and the names that must be unique.
+type checkState struct {
+	seen   map[string]*Command
+	unique map[string]bool
+}
+
+// canonical maps aliases to the name conflicts are reported under.
+var canonical = map[string]string{
+	"part": "partition", "auth": "authconfig",
+}
+
+// conflicts lists commands that cannot be combined, as Anaconda enforces.
+var conflicts = map[string][]string{
+	"autopart":        {"partition", "raid", "volgroup", "logvol", "reqpart", "mount"},
+	"partition":       {"autopart", "mount"},
+	"logvol":          {"autopart", "mount"},
+	"volgroup":        {"autopart", "mount"},
+	"raid":            {"autopart", "mount"},
+	"reqpart":         {"autopart", "mount"},
+	"mount":           {"autopart", "partition", "raid", "volgroup", "logvol", "reqpart"},
+	"ostreesetup":     {"ostreecontainer", "bootc"},
+	"ostreecontainer": {"ostreesetup", "bootc"},
+	"bootc":           {"ostreesetup", "ostreecontainer"},
+}
+
+// removedHints say what to do instead of a removed command.
+var removedHints = map[string]string{
+	"install":     "delete the line: installation is the default, and url, cdrom, harddrive, nfs or liveimg name the source",
+	"authconfig":  "use authselect instead",
+	"auth":        "use authselect instead",
+	"method":      "delete the line and name the source with url, cdrom, harddrive, nfs or liveimg",
+	"vnc":         "use the inst.vnc boot option instead",
+	"module":      "name modules in %packages as @module:stream/profile instead",
+	"autostep":    "delete the line",
+	"device":      "delete the line; drivers load automatically",
+	"deviceprobe": "delete the line",
+	"dmraid":      "delete the line",
+	"multipath":   "delete the line",
+	"upgrade":     "upgrades through kickstart are not supported; delete the line",
+	"btrfs":       "use part, volgroup and logvol with another file system",
+}
+
+func (p *parser) parseCommand(c *Command) {
+	v := p.f.Version
+	spec := p.g.lookup(v, c.Name)
+	if spec == nil {
+		p.errorf(c.Line, "unknown command: %s", c.Name)
+		return
+	}
+	if spec.removed {
+		msg := fmt.Sprintf("%s has been removed from the %s kickstart syntax", c.Name, v)
+		if h := removedHints[c.Name]; h != "" {
+			msg += ": " + h
+		}
+		p.errorf(c.Line, "%s", msg)
+		return
+	}
+	if spec.deprecated {
+		p.warn(c.Line, "the %s command has been deprecated and no longer has any effect; delete the line", c.Name)
+		return
+	}
+	pos, opts, deprecated, err := parseArgs(spec, c.Args)
+	c.Positionals, c.Options = pos, opts
+	for _, d := range deprecated {
+		p.warn(c.Line, "the %s option has been deprecated and no longer has any effect; remove it", d)
+	}
+	if err != nil {
+		p.errorf(c.Line, "%s: %v", c.Name, err)
+		return
+	}
+	name := c.Name
+	if n, ok := canonical[name]; ok {
+		name = n
+	}
+	if p.state.seen == nil {
+		p.state.seen = map[string]*Command{}
+		p.state.unique = map[string]bool{}
+	}
+	for _, other := range conflicts[name] {
+		if p.state.seen[other] != nil {
+			p.errorf(c.Line, "the %s and %s commands can't be used at the same time", c.Name, other)
+			return
+		}
+	}
+	p.state.seen[name] = c
+	if msg := p.checkCommand(name, c); msg != "" {
+		p.errorf(c.Line, "%s: %s", c.Name, msg)
+	}
+}
+
+// uniqueName warns when a name that must be unique is seen again.
+func (p *parser) uniqueName(c *Command, kind, key, what string) {
+	k := kind + "\x00" + key
+	if p.state.unique[k] {
+		p.warn(c.Line, "%s has already been defined", what)
+	}
+	p.state.unique[k] = true
+}
+
+func countSet(c *Command, names ...string) []string {
+	var set []string
+	for _, n := range names {
+		if c.Has(n) {
+			set = append(set, n)
+		}
+	}
+	return set
+}
+
+// checkCommand applies the rules that go beyond the option table. It returns
+// an error message, or "" when the command is fine; warnings are added
+// directly.
+func (p *parser) checkCommand(name string, c *Command) string {
+	v := p.f.Version
+	switch name {
+	case "url":
+		set := countSet(c, "--url", "--mirrorlist", "--metalink")
+		switch {
+		case len(set) == 0:
+			return "one of --url, --mirrorlist or --metalink must be given"
+		case len(set) > 1:
+			return "only one of " + strings.Join(set, ", ") + " may be given"
+		}
+	case "repo":
+		set := countSet(c, "--baseurl", "--mirrorlist", "--metalink")
+		rn, _ := c.Value("--name")
+		switch {
+		case len(set) == 0 && v < fedoraVersion(15):
+			// From F15 (and RHEL7) a repo may name one the media already has.
+			return "one of --baseurl, --mirrorlist or --metalink must be given"
+		case len(set) > 1:
+			return "only one of " + strings.Join(set, ", ") + " may be given"
+		}
+		p.uniqueName(c, "repo", rn, fmt.Sprintf("a repo with the name %s", rn))
+	case "rootpw":
+		if len(c.Positionals) == 0 && !c.Has("--lock") {
+			return "a single argument is expected for the rootpw command: give a password, or --lock"
+		}
+	case "timezone":
+		if len(c.Args) == 0 {
+			return "at least one option or a time zone is expected"
+		}
+		if len(c.Positionals) > 1 {
+			return "one or zero arguments are expected"
+		}
+		if c.Has("--nontp") && c.Has("--ntpservers") {
+			return "options --nontp and --ntpservers are mutually exclusive"
+		}
+		if (v >= 32000 && v < F40) || v == RHEL10 {
+			if c.Has("--isUtc") && !isDeprecatedOpt(p, c, "--isUtc") {
+				p.warn(c.Line, "the option --isUtc will be deprecated in future releases; use --utc instead")
+			}
+		}
+		if v >= 33000 && v < F40 {
+			if c.Has("--ntpservers") {
+				p.warn(c.Line, "the option --ntpservers will be deprecated in future releases; use the timesource --ntp-server command instead")
+			}
+			if c.Has("--nontp") {
+				p.warn(c.Line, "the option --nontp will be deprecated in future releases; use timesource --ntp-disable instead")
+			}
+		}
+	case "authconfig":
+		if v >= F28 {
+			p.warn(c.Line, "the authconfig command will be deprecated, use authselect instead")
+		}
+	case "partition":
+		if c.Has("--resize") && !c.Has("--onpart") {
+			return "--resize can only be used in conjunction with --onpart"
+		}
+		if c.Has("--resize") && !c.Has("--size") {
+			return "--resize requires --size to specify new size"
+		}
+		if msg := mkfsChecks(c); msg != "" {
+			return msg
+		}
+		if len(c.Positionals) > 0 {
+			mp := normMount(c.Positionals[0])
+			if mp != "swap" && mp != "none" && !strings.HasPrefix(mp, "raid.") && !strings.HasPrefix(mp, "pv.") && !strings.HasPrefix(mp, "btrfs.") {
+				p.uniqueName(c, "partition", mp, fmt.Sprintf("a partition with the mountpoint %s", mp))
+			}
+		}
+	case "logvol":
+		if msg := mkfsChecks(c); msg != "" {
+			return msg
+		}
+		if c.Has("--resize") && !c.Has("--useexisting") {
+			return "--resize can only be used in conjunction with --useexisting"
+		}
+		if c.Has("--resize") && !c.Has("--size") {
+			return "--resize requires --size to indicate new size"
+		}
+		lv, _ := c.Value("--name")
+		vg, _ := c.Value("--vgname")
+		p.uniqueName(c, "logvol", vg+"/"+lv, fmt.Sprintf("a logical volume with the name %s in volume group %s", lv, vg))
+	case "raid":
+		if msg := mkfsChecks(c); msg != "" {
+			return msg
+		}
+		existing := c.Has("--useexisting") || c.Has("--noformat")
+		if len(c.Positionals) < 2 && !existing {
+			return "partitions required for raid"
+		}
+		if !c.Has("--level") && !existing {
+			return "RAID partition defined without RAID level"
+		}
+		if dev, ok := c.Value("--device"); ok {
+			p.uniqueName(c, "raid", dev, fmt.Sprintf("a RAID device with the name %s", dev))
+		}
+	case "volgroup":
+		if len(c.Positionals) == 0 {
+			return "volgroup must be given a VG name"
+		}
+		if len(c.Positionals) < 2 && !c.Has("--useexisting") && !c.Has("--noformat") {
+			return "volgroup must be given a list of partitions"
+		}
+		p.uniqueName(c, "volgroup", c.Positionals[0], fmt.Sprintf("a volgroup with the name %s", c.Positionals[0]))
+	case "network":
+		dev, _ := c.Value("--device")
+		p.uniqueName(c, "network", dev, fmt.Sprintf("a network device with the name %s", dev))
+	case "user":
+		n, _ := c.Value("--name")
+		p.uniqueName(c, "user", n, fmt.Sprintf("a user with the name %s", n))
+	case "group":
+		n, _ := c.Value("--name")
+		p.uniqueName(c, "group", n, fmt.Sprintf("a group with the name %s", n))
+	case "sshkey":
+		n, _ := c.Value("--username")
+		p.uniqueName(c, "sshkey", n, fmt.Sprintf("an ssh user with the name %s", n))
+	case "sshpw":
+		n, _ := c.Value("--username")
+		p.uniqueName(c, "sshpw", n, fmt.Sprintf("an ssh user with the name %s", n))
+	case "ignoredisk":
+		if len(countSet(c, "--drives", "--only-use", "--interactive")) == 0 {
+			return "one of --drives, --only-use or --interactive must be given"
+		}
+	case "harddrive":
+		if len(countSet(c, "--biospart", "--partition")) == 0 {
+			return "one of --biospart or --partition must be given"
+		}
+	case "logging":
+		if c.Has("--port") && !c.Has("--host") {
+			return "can't specify --port without --host"
+		}
+	case "eula":
+		if !c.Has("--agreed") {
+			return "eula expects the --agreed option"
+		}
+	case "timesource":
+		if len(countSet(c, "--ntp-server", "--ntp-pool", "--ntp-disable")) == 0 {
+			return "one of --ntp-server, --ntp-pool or --ntp-disable must be given"
+		}
+	case "driverdisk":
+		set := countSet(c, "--source", "--biospart")
+		if len(c.Positionals) > 1 {
+			return "only one partition may be given"
+		}
+		if len(set)+len(c.Positionals) == 0 {
+			return "one of --source, --biospart or a partition must be given"
+		}
+		if len(set)+len(c.Positionals) > 1 {
+			return "only one of --source, --biospart or a partition may be given"
+		}
+	}
+	return ""
+}
+
+func isDeprecatedOpt(p *parser, c *Command, name string) bool {
+	spec := p.g.lookup(p.f.Version, c.Name)
+	if spec == nil {
+		return false
+	}
+	o, _, _ := spec.option(name)
+	return o != nil && o.deprecated
+}
+
+func mkfsChecks(c *Command) string {
+	if c.Has("--mkfsoptions") && c.Has("--noformat") {
+		return "--mkfsoptions with --noformat has no effect"
+	}
+	if c.Has("--mkfsoptions") && c.Has("--fsprofile") {
+		return "--mkfsoptions and --fsprofile cannot be used together"
+	}
+	return ""
+}
+
+// normMount normalises a mount point as Anaconda does (/boot/ is /boot).
+func normMount(s string) string {
+	if !strings.HasPrefix(s, "/") {
+		return s
+	}
+	parts := []string{}
+	for _, p := range strings.Split(s, "/") {
+		switch p {
+		case "", ".":
+		case "..":
+			if len(parts) > 0 {
+				parts = parts[:len(parts)-1]
+			}
+		default:
+			parts = append(parts, p)
+		}
+	}
+	return "/" + strings.Join(parts, "/")
+}
+
+// checkSectionHeader checks a section's header options.
+func (p *parser) checkSectionHeader(s *Section) {
+	spec := p.g.lookup(p.f.Version, s.Name)
+	if spec == nil {
+		// %addon, %anaconda and unknown sections take anything.
+		return
+	}
+	_, opts, deprecated, err := parseArgs(spec, s.Args)
+	s.Options = opts
+	for _, d := range deprecated {
+		p.warn(s.Header, "the %s option has been deprecated and no longer has any effect; remove it", d)
+	}
+	if err != nil {
+		p.errorf(s.Header, "%s: %v", s.Name, err)
+		return
+	}
+	v := p.f.Version
+	if s.Kind == SectionPackages && ((v >= 32000 && v < F40) || v == RHEL9) {
+		for _, o := range opts {
+			switch o.Written {
+			case "--instLangs":
+				p.warn(s.Header, "the --instLangs option will be deprecated in future releases; use --inst-langs instead")
+			case "--excludeWeakdeps":
+				p.warn(s.Header, "the --excludeWeakdeps option will be deprecated in future releases; use --exclude-weakdeps instead")
+			}
+		}
+	}
+	if s.Kind == SectionCertificate && !s.Has("--dir") && !s.Has("--type") {
+		p.errorf(s.Header, "%%certificate: one of --dir or --type must be given")
+	}
+}
+
+// finish runs the checks that need the whole file.
+func (p *parser) finish() {}
