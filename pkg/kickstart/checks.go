@@ -70,10 +70,14 @@ func (p *parser) parseCommand(c *Command) {
 	pos, opts, deprecated, err := parseArgs(spec, c.Args)
 	c.Positionals, c.Options = pos, opts
 	for _, d := range deprecated {
+		if d == "arguments to "+c.Name {
+			p.warn(c.Line, "the %s command no longer takes arguments; they have no effect, remove them", c.Name)
+			continue
+		}
 		p.warn(c.Line, "the %s option has been deprecated and no longer has any effect; remove it", d)
 	}
 	if err != nil {
-		p.errorf(c.Line, "%s: %v", c.Name, err)
+		p.errorf(c.Line, "%s: %s", c.Name, redact(c, err.Error()))
 		return
 	}
 	name := c.Name
@@ -270,6 +274,36 @@ func (p *parser) checkCommand(name string, c *Command) string {
 		}
 	}
 	return ""
+}
+
+// secretOptions hold passwords and keys. Their values never appear in a
+// diagnostic, since diagnostics reach logs.
+var secretOptions = map[string]bool{
+	"--password": true, "--passphrase": true, "--wpakey": true, "--wepkey": true,
+	"--activation-key": true, "--proxy": true, "--sshkey": true,
+}
+
+// secretPositionals are commands whose positional arguments are secrets.
+var secretPositionals = map[string]bool{"rootpw": true, "sshpw": true, "sshkey": true}
+
+// redact removes secret values from a message about c.
+func redact(c *Command, msg string) string {
+	for i, a := range c.Args {
+		name, val, hasEq := strings.Cut(a, "=")
+		secret := ""
+		switch {
+		case hasEq && secretOptions[name]:
+			secret = val
+		case !strings.HasPrefix(a, "-") && secretPositionals[c.Name]:
+			secret = a
+		case !strings.HasPrefix(a, "-") && i > 0 && secretOptions[c.Args[i-1]]:
+			secret = a
+		}
+		if secret != "" {
+			msg = strings.ReplaceAll(msg, secret, "***")
+		}
+	}
+	return msg
 }
 
 func isDeprecatedOpt(p *parser, c *Command, name string) bool {

@@ -231,6 +231,7 @@ func (p *parser) expand(lines []Line, depth int) {
 		args, err := splitLine(l.content())
 		if err != nil || len(args) < 2 || args[1] == "" {
 			p.errorf(l, "%s needs a file or URL to include", word)
+			p.flat = append(p.flat, l)
 			continue
 		}
 		target := p.resolve(l.File, args[1])
@@ -242,10 +243,12 @@ func (p *parser) expand(lines []Line, depth int) {
 			}
 		}
 		if target == "" {
+			p.flat = append(p.flat, l)
 			continue
 		}
 		if depth >= maxIncludeDepth {
 			p.errorf(l, "%s nested more than %d deep", word, maxIncludeDepth)
+			p.flat = append(p.flat, l)
 			continue
 		}
 		data, err := p.fetch(target)
@@ -254,9 +257,11 @@ func (p *parser) expand(lines []Line, depth int) {
 				// Often written by %pre at install time; Anaconda reads it
 				// then, so it cannot be checked now.
 				p.notice(l, "%s %s: not found, so not checked (a %%pre script may create it at install time)", word, args[1])
-				continue
+			} else {
+				p.errorf(l, "%s %s: %v", word, args[1], err)
 			}
-			p.errorf(l, "%s %s: %v", word, args[1], err)
+			// Kept as written, for Anaconda to resolve at install time.
+			p.flat = append(p.flat, l)
 			continue
 		}
 		p.f.Includes = append(p.f.Includes, Include{Line: l, Target: target})
@@ -369,6 +374,11 @@ func (p *parser) run() {
 			continue
 		}
 		if len(args) == 0 {
+			nodes = append(nodes, &Blank{Line: l})
+			continue
+		}
+		if args[0] == "%include" || args[0] == "%ksappend" {
+			// One that could not be resolved now; kept verbatim.
 			nodes = append(nodes, &Blank{Line: l})
 			continue
 		}

@@ -47,7 +47,7 @@ func fedoraVersion(n int) Version {
 		return Version((n - 2) * 1000)
 	case n >= 7 && n <= 29:
 		return Version((n - 2) * 1000)
-	case n >= 30:
+	case n >= 30 && n <= 45:
 		return Version(n * 1000)
 	}
 	return 0
