@@ -1,0 +1,43 @@
+# kiln's build, test and demo targets. "make help" lists them.
+SHELL := /bin/bash
+GO ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+BIN := bin/kiln
+FUZZTIME ?= 30s
+# Packages with fuzz targets, and the target in each.
+FUZZ := ./pkg/kickstart:FuzzParse ./pkg/tdl:FuzzParse
+
+.PHONY: help setup build test bench fuzz lint demo clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+setup: ## install Debian packages and Go modules the build and tests need
+	@scripts/setup.sh
+
+build: ## build bin/kiln
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/kiln
+
+test: setup ## run every test (CI=true turns missing-tool skips into failures)
+	$(GO) vet ./...
+	$(GO) test -count=1 ./...
+
+bench: setup ## run the benchmarks, printing ratios against the peer tools
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./...
+
+fuzz: ## run each fuzz target for FUZZTIME (default 30s)
+	@for t in $(FUZZ); do pkg=$${t%%:*}; fn=$${t##*:}; \
+	  echo "fuzz $$pkg $$fn $(FUZZTIME)"; \
+	  $(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; done
+
+lint: ## gofmt, go vet and staticcheck
+	@test -z "$$(gofmt -l .)" || { gofmt -l .; echo "gofmt: files above need formatting"; exit 1; }
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@2026.2.2 ./...
+
+demo: setup build ## check and render the built-in example
+	@scripts/demo.sh
+
+clean:
+	rm -rf bin

@@ -1,0 +1,24 @@
+// Command kiln builds operating-system images from Anaconda kickstarts and
+// Oz templates by running the distribution's own installer under QEMU,
+// with no libvirt, no daemon and no root.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		if !isReported(err) {
+			fmt.Fprintf(os.Stderr, "kiln: %v\n", err)
+		}
+		os.Exit(exitCode(err))
+	}
+}

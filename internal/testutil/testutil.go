@@ -1,0 +1,38 @@
+// Package testutil holds helpers shared by kiln's tests.
+package testutil
+
+import (
+	"os"
+	"os/exec"
+	"testing"
+)
+
+// InCI reports whether the tests run in CI, where a missing outside tool is
+// a failure rather than a reason to skip.
+func InCI() bool { return os.Getenv("CI") == "true" }
+
+// RequireTool returns the path of an outside tool the test needs. When it is
+// missing the test is skipped, or fails under CI=true.
+func RequireTool(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		if InCI() {
+			t.Fatalf("%s is required (CI=true): %v", name, err)
+		}
+		t.Skipf("%s not installed: %v", name, err)
+	}
+	return p
+}
+
+// RequireFile is RequireTool for a file such as firmware or a kernel.
+func RequireFile(t testing.TB, path string) string {
+	t.Helper()
+	if _, err := os.Stat(path); err != nil {
+		if InCI() {
+			t.Fatalf("%s is required (CI=true): %v", path, err)
+		}
+		t.Skipf("%s missing: %v", path, err)
+	}
+	return path
+}
