@@ -263,8 +263,14 @@ func (c *Config) cmdline(repro bool) ([]string, error) {
 	}
 	a = append(a, "-m", strconv.Itoa(c.MemoryMiB), "-smp", strconv.Itoa(c.CPUs))
 	a = append(a, "-no-reboot", "-display", "none", "-device", "VGA")
-	// A guest panic pauses the VM so the screen can be captured.
-	a = append(a, "-device", "pvpanic", "-action", "panic=pause")
+	// A guest panic pauses the VM so the screen can be captured. Under
+	// kiln a guest shutdown pauses too, so the final disk statistics can be
+	// read before kiln quits QEMU.
+	if repro {
+		a = append(a, "-device", "pvpanic", "-action", "panic=pause")
+	} else {
+		a = append(a, "-device", "pvpanic", "-action", "panic=pause,shutdown=pause")
+	}
 	if c.Firmware.Kind == UEFI {
 		if c.Firmware.SecureBoot {
 			a = append(a, "-global", "driver=cfi.pflash01,property=secure,value=on")

@@ -1,0 +1,171 @@
+// Command testinit is the /init of the initramfs that qemu's tests boot.
+// It proves each thing the supervisor watches: it writes a marker to the
+// serial console and to the Anaconda log port, writes to the virtio disk,
+// and then ends as the kernel command line's kiln.test= says: ok (power
+// off), reboot, fatal (an installer traceback, then a hang), hang, or panic.
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+func main() {
+	mount("proc", "/proc", "proc")
+	mount("sysfs", "/sys", "sysfs")
+	mount("devtmpfs", "/dev", "devtmpfs")
+	loadModules()
+	mode := param("kiln.test")
+	say("KILN-SERIAL-MARKER mode=%s", mode)
+
+	port := waitFor(findPort, 20*time.Second)
+	if port == "" {
+		fail("the Anaconda log port never appeared")
+	}
+	log, err := os.OpenFile(port, os.O_WRONLY, 0)
+	if err != nil {
+		fail("opening %s: %v", port, err)
+	}
+	fmt.Fprintf(log, "12:00:00,000 INFO anaconda: KILN-ANACONDA-MARKER mode=%s\n", mode)
+
+	disk := waitFor(func() string {
+		if _, err := os.Stat("/dev/vda"); err == nil {
+			return "/dev/vda"
+		}
+		return ""
+	}, 20*time.Second)
+	if disk == "" {
+		fail("/dev/vda never appeared")
+	}
+	writeDisk(disk)
+	say("KILN-DISK-WRITTEN")
+
+	switch mode {
+	case "ok":
+		poweroff()
+	case "reboot":
+		syscall.Sync()
+		syscall.Reboot(syscall.LINUX_REBOOT_CMD_RESTART)
+	case "fatal":
+		fmt.Fprintln(log, "12:00:01,000 ERR anaconda: Traceback (most recent call last):")
+		fmt.Fprintln(log, `  File "/usr/lib64/python3.9/site-packages/pyanaconda/core/threads.py", line 280, in run`)
+		fmt.Fprintln(log, "pyanaconda.modules.common.errors.installation.PayloadInstallationError: KILN-TEST")
+		hang()
+	case "hang":
+		hang()
+	case "panic":
+		os.WriteFile("/proc/sysrq-trigger", []byte("c"), 0)
+		hang()
+	}
+	fail("unknown kiln.test mode %q", mode)
+}
+
+func mount(src, dst, fstype string) {
+	os.MkdirAll(dst, 0o755)
+	if err := syscall.Mount(src, dst, fstype, 0, ""); err != nil {
+		say("mount %s: %v", dst, err)
+	}
+}
+
+// loadModules loads /modules/*.ko in the order /modules/order lists them
+// (dependencies first).
+func loadModules() {
+	order, err := os.ReadFile("/modules/order")
+	if err != nil {
+		return
+	}
+	for _, name := range strings.Fields(string(order)) {
+		f, err := os.Open(filepath.Join("/modules", name))
+		if err != nil {
+			say("module %s: %v", name, err)
+			continue
+		}
+		if err := unix.FinitModule(int(f.Fd()), "", 0); err != nil && err != unix.EEXIST {
+			say("loading %s: %v", name, err)
+		}
+		f.Close()
+	}
+}
+
+func param(name string) string {
+	b, _ := os.ReadFile("/proc/cmdline")
+	for _, f := range strings.Fields(string(b)) {
+		if v, ok := strings.CutPrefix(f, name+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// findPort returns the device of the Anaconda log port, found by name in
+// sysfs as udev would.
+func findPort() string {
+	names, _ := filepath.Glob("/sys/class/virtio-ports/*/name")
+	for _, n := range names {
+		b, _ := os.ReadFile(n)
+		if string(bytes.TrimSpace(b)) == "org.fedoraproject.anaconda.log.0" {
+			return "/dev/" + filepath.Base(filepath.Dir(n))
+		}
+	}
+	return ""
+}
+
+// waitFor polls for a device the kernel probes asynchronously; there is no
+// udev in this initramfs to send an event.
+func waitFor(f func() string, limit time.Duration) string {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		if s := f(); s != "" {
+			return s
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return ""
+}
+
+func writeDisk(dev string) {
+	f, err := os.OpenFile(dev, os.O_WRONLY, 0)
+	if err != nil {
+		fail("opening %s: %v", dev, err)
+	}
+	block := bytes.Repeat([]byte("KILN"), 1<<18) // 1 MiB
+	for i := 0; i < 4; i++ {
+		if _, err := f.Write(block); err != nil {
+			fail("writing %s: %v", dev, err)
+		}
+	}
+	if err := f.Sync(); err != nil {
+		fail("syncing %s: %v", dev, err)
+	}
+	f.Close()
+}
+
+func say(format string, args ...any) {
+	fmt.Fprintf(os.Stdout, format+"\n", args...)
+}
+
+func fail(format string, args ...any) {
+	say("KILN-TESTINIT-FAILED: "+format, args...)
+	hang()
+}
+
+func poweroff() {
+	syscall.Sync()
+	syscall.Reboot(syscall.LINUX_REBOOT_CMD_POWER_OFF)
+	hang()
+}
+
+// hang blocks forever. (An empty select would not do: with no other
+// goroutine the runtime calls it a deadlock, and init would exit.)
+func hang() {
+	for {
+		syscall.Pause()
+	}
+}
