@@ -8,7 +8,7 @@ FUZZTIME ?= 30s
 # Packages with fuzz targets, and the target in each.
 FUZZ := ./pkg/kickstart:FuzzParse ./pkg/tdl:FuzzParse ./pkg/initrd:FuzzReader
 
-.PHONY: help setup build test bench fuzz lint demo clean
+.PHONY: help setup build test bench bench-vm fuzz lint demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -22,9 +22,13 @@ build: ## build bin/kiln
 test: setup ## run every test (CI=true turns missing-tool skips into failures)
 	$(GO) vet ./...
 	$(GO) test -count=1 ./...
+	$(GO) test -count=1 -race ./qemu/...
 
 bench: setup ## run the benchmarks, printing ratios against the peer tools
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./...
+
+bench-vm: setup ## kiln's supervision overhead over a bare qemu-system-x86_64
+	$(GO) test -run '^$$' -bench Overhead -benchtime 5x ./qemu
 
 fuzz: ## run each fuzz target for FUZZTIME (default 30s)
 	@for t in $(FUZZ); do pkg=$${t%%:*}; fn=$${t##*:}; \

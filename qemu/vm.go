@@ -194,9 +194,21 @@ func orDefault(s, def string) string {
 	return def
 }
 
-// fail finishes the result as a failure.
+// fail finishes the result as a failure. When QEMU itself failed, its
+// last words on stderr are the most useful part, so wait for them briefly.
 func (s *supervisor) fail(o Outcome, detail string) (*Result, error) {
 	s.res.Outcome, s.res.Detail = o, detail
+	if o == OutcomeQEMUFailed && s.exited != nil {
+		t := time.NewTimer(2 * time.Second)
+		select {
+		case <-s.exited:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	if s.stderr != nil && s.res.Stderr == "" {
+		s.res.Stderr = s.stderr.String()
+	}
 	return s.res, &Error{Result: s.res}
 }
 

@@ -156,3 +156,25 @@ func TestTDLValidate(t *testing.T) {
 		t.Errorf("exit %d, stderr %q", code, errOut)
 	}
 }
+
+func TestVMDryRun(t *testing.T) {
+	code, out, errOut := kiln(t, "", "vm", "--dry-run", "--accel", "tcg", "--kernel", "/boot/vmlinuz", "--append", "console=ttyS0 inst.ks=hd:LABEL=A\\x20B:/ks.cfg", "--disk", "out.qcow2:qcow2", "--memory", "1024")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{"qemu-system-x86_64 ", "-accel tcg", "-m 1024", "-kernel /boot/vmlinuz", `-append 'console=ttyS0 inst.ks=hd:LABEL=A\x20B:/ks.cfg'`, "format=qcow2,file=out.qcow2"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("dry run lacks %q:\n%s", want, out)
+		}
+	}
+	for _, bad := range [][]string{
+		{"vm", "--firmware", "coreboot"},
+		{"vm", "--accel", "hvf", "--dry-run"},
+		{"vm", "--initrd", "x", "--dry-run"},
+		{"vm", "stray"},
+	} {
+		if code, _, _ := kiln(t, "", bad...); code != 2 {
+			t.Errorf("%v: exit %d, want 2", bad, code)
+		}
+	}
+}

@@ -90,6 +90,7 @@ func commands() []command {
 	return []command{
 		{"ks", "check and render kickstarts (ks validate, ks render)", runKS},
 		{"tdl", "check Oz TDL templates (tdl validate)", runTDL},
+		{"vm", "boot a VM under kiln's supervisor (media checks, --dry-run)", runVM},
 		{"version", "print kiln's version, its Go version and commit", runVersion},
 	}
 }

@@ -106,7 +106,7 @@ const head = `<template><name>x</name><os><name>Fedora</name><version>40</versio
 func TestParseErrors(t *testing.T) {
 	tests := []struct {
 		name, doc, path, msg string
-		line             int
+		line                 int
 	}{
 		{"empty", ``, "", "empty", 1},
 		{"not xml", `<template>`, "", "not well-formed", 1},
