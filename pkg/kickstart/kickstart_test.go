@@ -2,6 +2,9 @@ package kickstart
 
 import (
 	"bytes"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -372,5 +375,35 @@ func TestSecretsNeverInDiagnostics(t *testing.T) {
 				t.Errorf("%q: diagnostic leaks the secret: %s", ks, d)
 			}
 		}
+	}
+}
+
+func TestIncludeOverHTTP(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/ks/parts.ks":
+			io.WriteString(w, "part / --size=1024\n%include more.ks\n")
+		case "/ks/more.ks":
+			io.WriteString(w, "bogus-command\n")
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	f := parseString(t, RHEL9, "text\n%include "+srv.URL+"/ks/parts.ks\n%ksappend "+srv.URL+"/ks/missing.ks\n")
+	errs := f.Errors()
+	if len(errs) != 2 {
+		t.Fatalf("errors:\n%s", dump(f.Diagnostics))
+	}
+	var nested, missing bool
+	for _, e := range errs {
+		nested = nested || (e.File == srv.URL+"/ks/more.ks" && e.Line == 1 && strings.Contains(e.Msg, "bogus-command"))
+		missing = missing || (e.File == "test.ks" && e.Line == 3 && strings.Contains(e.Msg, "404"))
+	}
+	if !nested || !missing {
+		t.Errorf("errors:\n%s", dump(errs))
+	}
+	if got := string(f.Render()); !strings.HasPrefix(got, "text\npart / --size=1024\nbogus-command\n") {
+		t.Errorf("render = %q", got)
 	}
 }
