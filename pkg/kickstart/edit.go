@@ -185,3 +185,25 @@ func (f *File) AddPackages(items ...string) {
 		s.Body = append(s.Body, newLine(it))
 	}
 }
+
+// ReplaceInScripts replaces old with new in the bodies of every script
+// section, returning how many lines changed. kiln uses it to point a
+// script's downloads at the build's proxy in the served copy only.
+func (f *File) ReplaceInScripts(old, new string) int {
+	if old == "" {
+		return 0
+	}
+	n := 0
+	for _, s := range f.Sections() {
+		if !s.isScript() {
+			continue
+		}
+		for i, l := range s.Body {
+			if strings.Contains(l.Text, old) {
+				s.Body[i].Text = strings.ReplaceAll(l.Text, old, new)
+				n++
+			}
+		}
+	}
+	return n
+}

@@ -1,0 +1,494 @@
+package ksserve
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Cache is the on-disk mirror cache, shared by every build on the host.
+// Objects are files under dir/objects, each with a JSON metadata file
+// beside it.
+type Cache struct {
+	dir    string
+	client *http.Client
+
+	mu       sync.Mutex
+	inflight map[string]*fetch
+	verified map[string]verifiedStamp // objects whose sha256 was checked by this process
+
+	// Retries is how many times a failed upstream request is retried
+	// before any byte of it was sent on; default 2.
+	Retries int
+}
+
+type verifiedStamp struct {
+	size  int64
+	mtime time.Time
+}
+
+// entryMeta is what the cache knows of an object.
+type entryMeta struct {
+	URL          string    `json:"url"`
+	Size         int64     `json:"size"`
+	SHA256       string    `json:"sha256"`
+	ETag         string    `json:"etag,omitempty"`
+	LastModified string    `json:"last_modified,omitempty"`
+	ContentType  string    `json:"content_type,omitempty"`
+	Fetched      time.Time `json:"fetched"`
+}
+
+// OpenCache opens (creating) a cache in dir. client fetches from upstreams.
+func OpenCache(dir string, client *http.Client) (*Cache, error) {
+	if err := os.MkdirAll(filepath.Join(dir, "objects"), 0o755); err != nil {
+		return nil, fmt.Errorf("opening cache %s: %w", dir, err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "tmp"), 0o755); err != nil {
+		return nil, fmt.Errorf("opening cache %s: %w", dir, err)
+	}
+	return &Cache{dir: dir, client: client, inflight: map[string]*fetch{}, verified: map[string]verifiedStamp{}, Retries: 2}, nil
+}
+
+// DefaultCacheDir is ~/.cache/kiln/mirror (or $XDG_CACHE_HOME/kiln/mirror).
+func DefaultCacheDir() (string, error) {
+	d, err := os.UserCacheDir()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(d, "kiln", "mirror"), nil
+}
+
+// objectKey names an object: by content when its sha256 is known, which
+// shares identical files between repos, else by URL.
+func objectKey(url, sha string) string {
+	if sha != "" {
+		return "sha256-" + sha
+	}
+	h := sha256.Sum256([]byte(url))
+	return "url-" + hex.EncodeToString(h[:])
+}
+
+func (c *Cache) dataPath(key string) string {
+	return filepath.Join(c.dir, "objects", key[len(key)-2:], key)
+}
+
+func (c *Cache) metaPath(key string) string { return c.dataPath(key) + ".json" }
+
+// lookup returns the cached object for key, checking that its size is what
+// the metadata says and, once per process, that its sha256 is.
+func (c *Cache) lookup(key string) (*entryMeta, *os.File, error) {
+	b, err := os.ReadFile(c.metaPath(key))
+	if err != nil {
+		return nil, nil, err
+	}
+	var m entryMeta
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, nil, fmt.Errorf("cache entry %s: bad metadata: %w", key, err)
+	}
+	f, err := os.Open(c.dataPath(key))
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := f.Stat()
+	if err != nil || st.Size() != m.Size {
+		f.Close()
+		return nil, nil, fmt.Errorf("cache entry %s: size %d, metadata says %d: corrupt", key, st.Size(), m.Size)
+	}
+	stamp := verifiedStamp{st.Size(), st.ModTime()}
+	c.mu.Lock()
+	ok := c.verified[key] == stamp
+	c.mu.Unlock()
+	if !ok {
+		h := sha256.New()
+		if _, err := io.Copy(h, f); err != nil {
+			f.Close()
+			return nil, nil, fmt.Errorf("cache entry %s: reading: %w", key, err)
+		}
+		if got := hex.EncodeToString(h.Sum(nil)); got != m.SHA256 {
+			f.Close()
+			return nil, nil, fmt.Errorf("cache entry %s: sha256 %s, want %s: corrupt", key, got, m.SHA256)
+		}
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			f.Close()
+			return nil, nil, err
+		}
+		c.mu.Lock()
+		c.verified[key] = stamp
+		c.mu.Unlock()
+	}
+	return &m, f, nil
+}
+
+// remove deletes an entry, for one found corrupt.
+func (c *Cache) remove(key string) {
+	os.Remove(c.metaPath(key))
+	os.Remove(c.dataPath(key))
+	c.mu.Lock()
+	delete(c.verified, key)
+	c.mu.Unlock()
+}
+
+// fetch is one download in progress. Readers follow the temporary file as
+// it grows, so every client asking for the object while it downloads is
+// served from the one upstream request.
+type fetch struct {
+	key, url, want string
+
+	ready     chan struct{} // closed once the upstream answered, or the fetch failed
+	readyOnce sync.Once
+	started   bool      // the upstream sent 200 and the body is coming
+	meta      entryMeta // valid after ready when started
+	tmp       *os.File
+
+	mu      sync.Mutex
+	cond    *sync.Cond
+	written int64
+	done    bool
+	err     error
+	readers int
+	hit     bool   // the upstream said 304: the cached copy is current
+	sum     string // the content's sha256, once complete
+}
+
+// sha256 returns the content's checksum once the download is complete.
+func (f *fetch) sha256() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.sum
+}
+
+// errNotModified ends a revalidation whose cached copy is still current.
+var errNotModified = errors.New("not modified")
+
+// start returns the fetch for key, starting one when none is running.
+// prev, when set, is the cached entry to revalidate against.
+func (c *Cache) start(key, url, want string, prev *entryMeta) *fetch {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if f := c.inflight[key]; f != nil {
+		f.mu.Lock()
+		f.readers++
+		f.mu.Unlock()
+		return f
+	}
+	// Two references: the caller's, and run's until the download ends.
+	f := &fetch{key: key, url: url, want: want, ready: make(chan struct{}), readers: 2}
+	f.cond = sync.NewCond(&f.mu)
+	c.inflight[key] = f
+	go c.run(f, prev)
+	return f
+}
+
+// run downloads f. It is detached from any one client: if the first
+// client goes away, the others still get the object.
+func (c *Cache) run(f *fetch, prev *entryMeta) {
+	err := c.download(f, prev)
+	c.mu.Lock()
+	delete(c.inflight, f.key)
+	c.mu.Unlock()
+	f.mu.Lock()
+	f.done, f.err = true, err
+	f.cond.Broadcast()
+	f.mu.Unlock()
+	f.markReady()
+	f.release()
+}
+
+func (f *fetch) markReady() { f.readyOnce.Do(func() { close(f.ready) }) }
+
+// release drops one reference; the last one closes the temporary file.
+func (f *fetch) release() {
+	f.mu.Lock()
+	f.readers--
+	last := f.readers == 0 && f.done
+	f.mu.Unlock()
+	if last && f.tmp != nil {
+		f.tmp.Close()
+	}
+}
+
+// upstreamTimeout bounds one upstream request's headers; the body may take
+// as long as it keeps moving.
+const upstreamTimeout = 60 * time.Second
+
+func (c *Cache) request(url string, prev *entryMeta) (*http.Response, error) {
+	var lastErr error
+	for attempt := 0; attempt <= c.Retries; attempt++ {
+		if attempt > 0 {
+			time.Sleep(time.Duration(attempt) * 500 * time.Millisecond)
+		}
+		req, err := http.NewRequest(http.MethodGet, url, nil)
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("User-Agent", "kiln")
+		if prev != nil {
+			if prev.ETag != "" {
+				req.Header.Set("If-None-Match", prev.ETag)
+			}
+			if prev.LastModified != "" {
+				req.Header.Set("If-Modified-Since", prev.LastModified)
+			}
+		}
+		resp, err := c.client.Do(req)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		if resp.StatusCode >= 500 {
+			resp.Body.Close()
+			lastErr = fmt.Errorf("upstream answered %s", resp.Status)
+			continue
+		}
+		return resp, nil
+	}
+	return nil, lastErr
+}
+
+func (c *Cache) download(f *fetch, prev *entryMeta) (err error) {
+	resp, err := c.request(f.url, prev)
+	if err != nil {
+		return &upstreamError{url: f.url, err: err}
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotModified && prev != nil {
+		f.meta = *prev
+		f.mu.Lock()
+		f.hit = true
+		f.mu.Unlock()
+		return errNotModified
+	}
+	if resp.StatusCode != http.StatusOK {
+		return &upstreamError{url: f.url, status: resp.StatusCode, err: fmt.Errorf("upstream answered %s", resp.Status)}
+	}
+	tmp, err := os.CreateTemp(filepath.Join(c.dir, "tmp"), "fetch-")
+	if err != nil {
+		return fmt.Errorf("cache: %w", err)
+	}
+	f.tmp = tmp
+	defer func() {
+		if err != nil {
+			os.Remove(tmp.Name())
+		}
+	}()
+	f.meta = entryMeta{URL: f.url, Size: resp.ContentLength, ETag: resp.Header.Get("ETag"),
+		LastModified: resp.Header.Get("Last-Modified"), ContentType: resp.Header.Get("Content-Type"), Fetched: time.Now().UTC()}
+	f.mu.Lock()
+	f.started = true
+	f.mu.Unlock()
+	f.markReady()
+
+	h := sha256.New()
+	buf := make([]byte, 256<<10)
+	var n int64
+	for {
+		m, rerr := resp.Body.Read(buf)
+		if m > 0 {
+			if _, werr := tmp.Write(buf[:m]); werr != nil {
+				return fmt.Errorf("cache: writing %s: %w", f.url, werr)
+			}
+			h.Write(buf[:m])
+			n += int64(m)
+			f.mu.Lock()
+			f.written = n
+			f.cond.Broadcast()
+			f.mu.Unlock()
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			return &upstreamError{url: f.url, err: fmt.Errorf("download broke after %d bytes: %w", n, rerr)}
+		}
+	}
+	if resp.ContentLength >= 0 && n != resp.ContentLength {
+		return &upstreamError{url: f.url, err: fmt.Errorf("got %d bytes, Content-Length said %d", n, resp.ContentLength)}
+	}
+	sum := hex.EncodeToString(h.Sum(nil))
+	if f.want != "" && sum != f.want {
+		return &upstreamError{url: f.url, err: fmt.Errorf("sha256 %s does not match the repository metadata's %s", sum, f.want)}
+	}
+	// f.meta is read by clients since ready; the final fields go in a copy.
+	final := f.meta
+	final.Size, final.SHA256 = n, sum
+	f.mu.Lock()
+	f.sum = sum
+	f.mu.Unlock()
+	// Publish: data first, then the metadata that makes it visible.
+	data := c.dataPath(f.key)
+	if err := os.MkdirAll(filepath.Dir(data), 0o755); err != nil {
+		return fmt.Errorf("cache: %w", err)
+	}
+	mb, _ := json.Marshal(final)
+	mtmp := tmp.Name() + ".json"
+	if err := os.WriteFile(mtmp, mb, 0o644); err != nil {
+		os.Remove(mtmp)
+		return fmt.Errorf("cache: writing metadata: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), data); err != nil {
+		os.Remove(mtmp)
+		return fmt.Errorf("cache: %w", err)
+	}
+	if err := os.Rename(mtmp, c.metaPath(f.key)); err != nil {
+		return fmt.Errorf("cache: %w", err)
+	}
+	st, _ := os.Stat(data)
+	if st != nil {
+		c.mu.Lock()
+		c.verified[f.key] = verifiedStamp{st.Size(), st.ModTime()}
+		c.mu.Unlock()
+	}
+	return nil
+}
+
+// upstreamError is a failed upstream request; it becomes a 502.
+type upstreamError struct {
+	url    string
+	status int
+	err    error
+}
+
+func (e *upstreamError) Error() string { return fmt.Sprintf("fetching %s: %v", e.url, e.err) }
+func (e *upstreamError) Unwrap() error { return e.err }
+
+// readAt copies the fetch's bytes to w as they arrive. It returns the
+// bytes copied and the fetch's error, if it failed.
+func (f *fetch) copyTo(ctx context.Context, w io.Writer) (int64, error) {
+	buf := make([]byte, 256<<10)
+	var off int64
+	stop := context.AfterFunc(ctx, func() {
+		f.mu.Lock()
+		f.cond.Broadcast()
+		f.mu.Unlock()
+	})
+	defer stop()
+	for {
+		f.mu.Lock()
+		for f.written == off && !f.done && ctx.Err() == nil {
+			f.cond.Wait()
+		}
+		avail, done, ferr := f.written, f.done, f.err
+		f.mu.Unlock()
+		if ctx.Err() != nil {
+			return off, ctx.Err()
+		}
+		for off < avail {
+			m := int64(len(buf))
+			if avail-off < m {
+				m = avail - off
+			}
+			k, err := f.tmp.ReadAt(buf[:m], off)
+			if k > 0 {
+				if _, werr := w.Write(buf[:k]); werr != nil {
+					return off, werr
+				}
+				off += int64(k)
+			}
+			if err != nil && !errors.Is(err, io.EOF) {
+				return off, err
+			}
+		}
+		if done {
+			return off, ferr
+		}
+	}
+}
+
+// Size returns the bytes the cache holds and how many objects.
+func (c *Cache) Size() (bytes int64, objects int, err error) {
+	err = filepath.WalkDir(filepath.Join(c.dir, "objects"), func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		bytes += info.Size()
+		if filepath.Ext(p) != ".json" {
+			objects++
+		}
+		return nil
+	})
+	return bytes, objects, err
+}
+
+// Prune removes objects not fetched or used since before, then the oldest
+// until the cache holds at most maxBytes (no limit when negative). It
+// returns the bytes freed.
+func (c *Cache) Prune(before time.Time, maxBytes int64) (int64, error) {
+	type obj struct {
+		data  string
+		size  int64
+		mtime time.Time
+	}
+	var objs []obj
+	err := filepath.WalkDir(filepath.Join(c.dir, "objects"), func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || filepath.Ext(p) == ".json" {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		size := info.Size()
+		if mi, err := os.Stat(p + ".json"); err == nil {
+			size += mi.Size()
+		}
+		objs = append(objs, obj{p, size, info.ModTime()})
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	sort.Slice(objs, func(i, j int) bool { return objs[i].mtime.Before(objs[j].mtime) })
+	var total int64
+	for _, o := range objs {
+		total += o.size
+	}
+	var freed int64
+	for _, o := range objs {
+		if !o.mtime.Before(before) && (maxBytes < 0 || total <= maxBytes) {
+			continue
+		}
+		os.Remove(o.data + ".json")
+		if err := os.Remove(o.data); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return freed, err
+		}
+		total -= o.size
+		freed += o.size
+	}
+	// Leftover temporaries from a killed process.
+	tmps, _ := filepath.Glob(filepath.Join(c.dir, "tmp", "fetch-*"))
+	for _, t := range tmps {
+		if info, err := os.Stat(t); err == nil && time.Since(info.ModTime()) > time.Hour {
+			os.Remove(t)
+		}
+	}
+	return freed, nil
+}
+
+// touch marks an object used, for Prune's age.
+func (c *Cache) touch(key string) {
+	now := time.Now()
+	os.Chtimes(c.dataPath(key), now, now)
+	c.mu.Lock()
+	if st, err := os.Stat(c.dataPath(key)); err == nil {
+		c.verified[key] = verifiedStamp{st.Size(), st.ModTime()}
+	}
+	c.mu.Unlock()
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }

@@ -1,0 +1,118 @@
+package ksserve
+
+import (
+	"encoding/base64"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/kiln-build/kiln/pkg/kickstart"
+)
+
+// Upstreams names the mirrors a kickstart uses: its url line as "install"
+// and each repo by its --name. Mirror lists and metalinks are not
+// proxied: their targets are not known in advance.
+func Upstreams(f *kickstart.File) map[string]string {
+	m := map[string]string{}
+	if src := f.InstallSource(); src != nil && src.Kind == "url" && isHTTP(src.URL) {
+		m["install"] = src.URL
+	}
+	for _, r := range f.Repos() {
+		if isHTTP(r.BaseURL) && mirrorName.MatchString(r.Name) {
+			m[r.Name] = r.BaseURL
+		}
+	}
+	return m
+}
+
+func isHTTP(u string) bool {
+	return strings.HasPrefix(u, "http://") || strings.HasPrefix(u, "https://")
+}
+
+// Prefix is one rewrite: an upstream URL prefix and the proxy URL that
+// replaces it.
+type Prefix struct{ Upstream, Proxy string }
+
+// Prefixes returns the rewrites for a guest that reaches this server at
+// base (e.g. "http://10.0.2.100"), longest upstream first so that a
+// nested mirror wins over its parent.
+func (s *Server) Prefixes(base string) []Prefix {
+	base = strings.TrimSuffix(base, "/")
+	var ps []Prefix
+	for name, u := range s.mirrors {
+		up := u.String()
+		ps = append(ps, Prefix{Upstream: up, Proxy: base + s.MirrorPath(name)})
+		// A URL without the trailing slash names the same directory.
+		ps = append(ps, Prefix{Upstream: strings.TrimSuffix(up, "/"), Proxy: strings.TrimSuffix(base+s.MirrorPath(name), "/")})
+	}
+	sort.Slice(ps, func(i, j int) bool {
+		if len(ps[i].Upstream) != len(ps[j].Upstream) {
+			return len(ps[i].Upstream) > len(ps[j].Upstream)
+		}
+		return ps[i].Upstream < ps[j].Upstream
+	})
+	return ps
+}
+
+// Rewrite maps u to the proxy when a mirror serves it.
+func Rewrite(ps []Prefix, u string) string {
+	for _, p := range ps {
+		if strings.HasPrefix(u, p.Upstream) {
+			return p.Proxy + strings.TrimPrefix(u, p.Upstream)
+		}
+	}
+	return u
+}
+
+// PrepareKickstart turns the user's kickstart into the copy served to the
+// build VM: every URL a mirror serves, in commands and in scripts, points
+// at the proxy; and a final %post --nochroot restores the user's URLs on
+// the installed system. original is the user's kickstart as they wrote it.
+func PrepareKickstart(f *kickstart.File, original []byte, ps []Prefix) {
+	f.RewriteURLs(func(u string) string { return Rewrite(ps, u) })
+	for _, p := range ps {
+		if strings.HasSuffix(p.Upstream, "/") {
+			f.ReplaceInScripts(p.Upstream, p.Proxy)
+		}
+	}
+	f.AppendScript(kickstart.Script{Kind: kickstart.SectionPost, NoChroot: true, Body: RestoreScript(original, ps)})
+}
+
+// RestoreScript is a %post --nochroot body that leaves the installed
+// system (at /mnt/sysroot) as if no proxy had been used: the user's own
+// kickstart as /root/original-ks.cfg, and the real mirror URLs in the
+// repo files and /root/anaconda-ks.cfg.
+func RestoreScript(original []byte, ps []Prefix) string {
+	var sb strings.Builder
+	sb.WriteString("# Added by kiln: undo the build proxy's URLs on the installed system.\n")
+	sb.WriteString("sysroot=/mnt/sysroot\n[ -d \"$sysroot/root\" ] || sysroot=/mnt/sysimage\n")
+	sb.WriteString("base64 -d > \"$sysroot/root/original-ks.cfg\" <<'KILN_EOF'\n")
+	enc := base64.StdEncoding.EncodeToString(original)
+	for len(enc) > 76 {
+		sb.WriteString(enc[:76] + "\n")
+		enc = enc[76:]
+	}
+	sb.WriteString(enc + "\nKILN_EOF\nchmod 600 \"$sysroot/root/original-ks.cfg\"\n")
+	sb.WriteString("for f in \"$sysroot\"/etc/yum.repos.d/*.repo \"$sysroot/root/anaconda-ks.cfg\"; do\n  [ -f \"$f\" ] || continue\n")
+	for _, p := range ps {
+		if !strings.HasSuffix(p.Upstream, "/") {
+			continue
+		}
+		fmt.Fprintf(&sb, "  sed -i 's|%s|%s|g' \"$f\"\n", sedPattern(p.Proxy), sedReplacement(p.Upstream))
+	}
+	sb.WriteString("done\n")
+	return sb.String()
+}
+
+// sedPattern escapes s as a literal basic regular expression inside a
+// single-quoted 's|...|' command.
+func sedPattern(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `|`, `\|`, `'`, `'\''`, ".", `\.`, "*", `\*`, "[", `\[`, "^", `\^`, "$", `\$`)
+	return r.Replace(s)
+}
+
+// sedReplacement escapes s as a literal replacement.
+func sedReplacement(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `|`, `\|`, `&`, `\&`, `'`, `'\''`)
+	return r.Replace(s)
+}

@@ -1,0 +1,295 @@
+package ksserve
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Config describes what one build serves.
+type Config struct {
+	// Kickstart is the rendered kickstart, served at /TOKEN/ks.cfg. It
+	// holds secrets: it is never logged.
+	Kickstart []byte
+	// Mirrors maps a name to an upstream base URL, served at
+	// /TOKEN/mirror/NAME/. Nothing else is ever fetched.
+	Mirrors map[string]string
+	// FilesDir is served at /TOKEN/files/; empty for none.
+	FilesDir string
+	// Cache holds mirrored objects; nil with Mirrors is an error.
+	Cache *Cache
+	// Offline serves mirrors from the cache alone.
+	Offline bool
+	// Token is the capability in every path; empty means a random one.
+	Token string
+	// Log gets one line per request, without the token.
+	Log *slog.Logger
+}
+
+// Server is the kickstart server, mirror proxy and file server of a build.
+type Server struct {
+	cfg     Config
+	token   string
+	mirrors map[string]*url.URL
+	files   *os.Root
+
+	mu       sync.Mutex
+	pinned   map[string][]byte // metadata served in this build, by URL
+	expected map[string]string // sha256 of objects repo metadata lists, by URL
+	objects  []ObjectRecord
+
+	upstreamBytes atomic.Int64
+	cacheBytes    atomic.Int64
+	servedBytes   atomic.Uint64
+	requests      atomic.Uint64
+}
+
+// ObjectRecord is one object the proxy served.
+type ObjectRecord struct {
+	Mirror string `json:"mirror"`
+	Path   string `json:"path"`
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+	Hit    bool   `json:"hit"`
+}
+
+// Stats is the proxy's accounting for a build.
+type Stats struct {
+	UpstreamBytes int64          `json:"upstream_bytes"`
+	CacheBytes    int64          `json:"cache_bytes"`
+	Objects       []ObjectRecord `json:"objects"`
+}
+
+var mirrorName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+
+// New checks cfg and returns a Server.
+func New(cfg Config) (*Server, error) {
+	s := &Server{cfg: cfg, mirrors: map[string]*url.URL{}, pinned: map[string][]byte{}, expected: map[string]string{}}
+	if s.cfg.Log == nil {
+		s.cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	s.token = cfg.Token
+	if s.token == "" {
+		b := make([]byte, 16)
+		if _, err := rand.Read(b); err != nil {
+			return nil, err
+		}
+		s.token = hex.EncodeToString(b)
+	}
+	for name, raw := range cfg.Mirrors {
+		if !mirrorName.MatchString(name) {
+			return nil, fmt.Errorf("mirror name %q: use letters, digits, '.', '_' and '-'", name)
+		}
+		u, err := url.Parse(raw)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("mirror %s: %q is not an http or https URL", name, raw)
+		}
+		if !strings.HasSuffix(u.Path, "/") {
+			u.Path += "/"
+		}
+		u.RawQuery, u.Fragment = "", ""
+		s.mirrors[name] = u
+	}
+	if len(s.mirrors) > 0 && cfg.Cache == nil {
+		return nil, errors.New("mirrors need a cache")
+	}
+	if cfg.FilesDir != "" {
+		root, err := os.OpenRoot(cfg.FilesDir)
+		if err != nil {
+			return nil, fmt.Errorf("files directory: %w", err)
+		}
+		s.files = root
+	}
+	return s, nil
+}
+
+// Close releases the files directory.
+func (s *Server) Close() error {
+	if s.files != nil {
+		return s.files.Close()
+	}
+	return nil
+}
+
+// Token returns the capability token.
+func (s *Server) Token() string { return s.token }
+
+// KickstartPath is the path of the kickstart, e.g. "/TOKEN/ks.cfg".
+func (s *Server) KickstartPath() string { return "/" + s.token + "/ks.cfg" }
+
+// MirrorPath is the path prefix of a mirror, "/TOKEN/mirror/NAME/".
+func (s *Server) MirrorPath(name string) string { return "/" + s.token + "/mirror/" + name + "/" }
+
+// FilesPath is the path prefix of the files directory.
+func (s *Server) FilesPath() string { return "/" + s.token + "/files/" }
+
+// Activity counts bytes served; it moves whenever the guest fetches
+// anything, which the VM inactivity watchdog watches.
+func (s *Server) Activity() uint64 { return s.servedBytes.Load() + s.requests.Load() }
+
+// Stats returns the accounting so far.
+func (s *Server) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	objs := append([]ObjectRecord(nil), s.objects...)
+	sort.SliceStable(objs, func(i, j int) bool { return objs[i].Mirror+objs[i].Path < objs[j].Mirror+objs[j].Path })
+	return Stats{UpstreamBytes: s.upstreamBytes.Load(), CacheBytes: s.cacheBytes.Load(), Objects: objs}
+}
+
+// ServeHTTP routes a request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.requests.Add(1)
+	start := time.Now()
+	rw := &countingWriter{ResponseWriter: w, status: http.StatusOK}
+	route := s.route(rw, r)
+	s.servedBytes.Add(uint64(rw.n))
+	s.cfg.Log.Debug("request", "method", r.Method, "route", route, "status", rw.status, "bytes", rw.n, "ms", time.Since(start).Milliseconds())
+}
+
+func (s *Server) route(w *countingWriter, r *http.Request) string {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return "method"
+	}
+	// Work on the raw path: an encoded slash or dot must not become a
+	// separator after the routing decision.
+	raw := r.URL.EscapedPath()
+	prefix := "/" + s.token + "/"
+	if !strings.HasPrefix(raw, prefix) {
+		http.NotFound(w, r)
+		return "unknown"
+	}
+	rest := raw[len(prefix):]
+	switch {
+	case rest == "ks.cfg":
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		http.ServeContent(w, r, "ks.cfg", time.Time{}, bytes.NewReader(s.cfg.Kickstart))
+		return "kickstart"
+	case strings.HasPrefix(rest, "mirror/"):
+		name, p, _ := strings.Cut(strings.TrimPrefix(rest, "mirror/"), "/")
+		s.serveMirror(w, r, name, p)
+		return "mirror/" + name
+	case strings.HasPrefix(rest, "files/"):
+		s.serveFile(w, r, strings.TrimPrefix(rest, "files/"))
+		return "files"
+	}
+	http.NotFound(w, r)
+	return "unknown"
+}
+
+// cleanRel decodes an escaped relative path and refuses anything that
+// could leave its root: "..", empty or absolute segments, encoded slashes,
+// backslashes and NULs.
+func cleanRel(escaped string) (string, bool) {
+	if escaped == "" {
+		return "", false
+	}
+	var parts []string
+	for _, seg := range strings.Split(escaped, "/") {
+		dec, err := url.PathUnescape(seg)
+		if err != nil {
+			return "", false
+		}
+		if dec == "" && len(parts) > 0 {
+			continue // a doubled or trailing slash
+		}
+		if dec == "" || dec == "." || dec == ".." || strings.ContainsAny(dec, "/\\\x00") {
+			return "", false
+		}
+		parts = append(parts, dec)
+	}
+	return strings.Join(parts, "/"), true
+}
+
+func (s *Server) serveFile(w http.ResponseWriter, r *http.Request, escaped string) {
+	if s.files == nil {
+		http.NotFound(w, r)
+		return
+	}
+	rel, ok := cleanRel(escaped)
+	if !ok {
+		http.Error(w, "bad path", http.StatusBadRequest)
+		return
+	}
+	f, err := s.files.Open(rel)
+	if err != nil {
+		// Not found, a symlink out of the directory, or a permission error:
+		// all are "no such file" to the client.
+		http.NotFound(w, r)
+		return
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil || !st.Mode().IsRegular() {
+		http.NotFound(w, r)
+		return
+	}
+	http.ServeContent(w, r, path.Base(rel), st.ModTime(), f)
+}
+
+// countingWriter counts the body bytes and remembers the status.
+type countingWriter struct {
+	http.ResponseWriter
+	n      int64
+	status int
+}
+
+func (c *countingWriter) WriteHeader(code int) {
+	c.status = code
+	c.ResponseWriter.WriteHeader(code)
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.ResponseWriter.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// ReadFrom keeps sendfile(2) for cache hits.
+func (c *countingWriter) ReadFrom(r io.Reader) (int64, error) {
+	n, err := io.Copy(c.ResponseWriter, r)
+	c.n += n
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the real writer.
+func (c *countingWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
+
+// Serve runs h on l until ctx ends, then shuts down: requests in flight
+// get up to grace to finish, and are cut off after that.
+func Serve(ctx context.Context, h http.Handler, l net.Listener, grace time.Duration) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), grace)
+		defer cancel()
+		if err := srv.Shutdown(sctx); err != nil {
+			srv.Close()
+		}
+	}()
+	err := srv.Serve(l)
+	if errors.Is(err, http.ErrServerClosed) {
+		<-done
+		return nil
+	}
+	return err
+}
