@@ -127,6 +127,14 @@ func (s *Server) Close() error {
 	return nil
 }
 
+// SetKickstart replaces the kickstart served, for callers that rewrite
+// it with this server's URLs after New.
+func (s *Server) SetKickstart(ks []byte) {
+	s.mu.Lock()
+	s.cfg.Kickstart = ks
+	s.mu.Unlock()
+}
+
 // Token returns the capability token.
 func (s *Server) Token() string { return s.token }
 
@@ -180,7 +188,10 @@ func (s *Server) route(w *countingWriter, r *http.Request) string {
 	case rest == "ks.cfg":
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")
-		http.ServeContent(w, r, "ks.cfg", time.Time{}, bytes.NewReader(s.cfg.Kickstart))
+		s.mu.Lock()
+		ks := s.cfg.Kickstart
+		s.mu.Unlock()
+		http.ServeContent(w, r, "ks.cfg", time.Time{}, bytes.NewReader(ks))
 		return "kickstart"
 	case strings.HasPrefix(rest, "mirror/"):
 		name, p, _ := strings.Cut(strings.TrimPrefix(rest, "mirror/"), "/")

@@ -90,6 +90,8 @@ func commands() []command {
 	return []command{
 		{"ks", "check and render kickstarts (ks validate, ks render)", runKS},
 		{"tdl", "check Oz TDL templates (tdl validate)", runTDL},
+		{"serve", "serve a kickstart, mirror proxy and files for PXE and physical installs", runServe},
+		{"cache", "report or clean the mirror cache (cache clean)", runCache},
 		{"vm", "boot a VM under kiln's supervisor (media checks, --dry-run)", runVM},
 		{"version", "print kiln's version, its Go version and commit", runVersion},
 	}

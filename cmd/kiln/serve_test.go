@@ -1,0 +1,125 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kiln-build/kiln/internal/testutil"
+)
+
+// TestServeEndToEnd runs "kiln serve" in-process and fetches from it with
+// curl, as an installer on a lab network would.
+func TestServeEndToEnd(t *testing.T) {
+	curl := testutil.RequireTool(t, "curl")
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/rocky/9/BaseOS/x86_64/os/Packages/a.rpm":
+			io.WriteString(w, "rpm payload")
+		case "/files/configs/app.conf":
+			io.WriteString(w, "key = value\n")
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer up.Close()
+	dir := t.TempDir()
+	ks := filepath.Join(dir, "my.ks")
+	os.WriteFile(ks, []byte("text\nrootpw --plaintext s3cret\nurl --url="+up.URL+"/rocky/9/BaseOS/x86_64/os/\n%post\ncurl -o /etc/app.conf "+up.URL+"/files/configs/app.conf\n%end\n"), 0o600)
+	filesDir := filepath.Join(dir, "files")
+	os.MkdirAll(filesDir, 0o755)
+	os.WriteFile(filepath.Join(filesDir, "setup.sh"), []byte("#!/bin/sh\necho setup\n"), 0o755)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pr, pw := io.Pipe()
+	var errb bytes.Buffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"serve", "--ks", ks, "--files", filesDir, "--cache-dir", filepath.Join(dir, "cache"),
+			"--mirror", "files=" + up.URL + "/files/"}, nil, pw, &errb)
+		pw.Close()
+	}()
+	sc := bufio.NewScanner(pr)
+	var cmdline, addr string
+	for sc.Scan() {
+		line := sc.Text()
+		if a, ok := strings.CutPrefix(line, "serving on "); ok {
+			addr = a
+		}
+		if strings.HasPrefix(strings.TrimSpace(line), "inst.ks=") {
+			cmdline = strings.TrimSpace(line)
+			break
+		}
+	}
+	go io.Copy(io.Discard, pr)
+	if !strings.HasPrefix(addr, "127.0.0.1:") {
+		t.Errorf("by default kiln serve listens on %q, not loopback", addr)
+	}
+	ksURL := strings.TrimPrefix(strings.Fields(cmdline)[0], "inst.ks=")
+	out, err := exec.Command(curl, "-fsS", ksURL).Output()
+	if err != nil {
+		t.Fatalf("curl %s: %v", ksURL, err)
+	}
+	served := string(out)
+	base := strings.TrimSuffix(ksURL, "ks.cfg")
+	for _, want := range []string{"url --url=" + base + "mirror/install/", "curl -o /etc/app.conf " + base + "mirror/files/configs/app.conf", "%post --nochroot"} {
+		if !strings.Contains(served, want) {
+			t.Errorf("served kickstart lacks %q:\n%s", want, served)
+		}
+	}
+	for path, want := range map[string]string{
+		"mirror/install/Packages/a.rpm": "rpm payload",
+		"mirror/files/configs/app.conf": "key = value\n",
+		"files/setup.sh":                "#!/bin/sh\necho setup\n",
+	} {
+		got, err := exec.Command(curl, "-fsS", base+path).Output()
+		if err != nil || string(got) != want {
+			t.Errorf("curl %s: %q, %v", path, got, err)
+		}
+	}
+	wrong := strings.Replace(ksURL, "/ks.cfg", "x/ks.cfg", 1)
+	if err := exec.Command(curl, "-fsS", wrong).Run(); err == nil {
+		t.Error("a wrong token was served")
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("kiln serve returned %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("kiln serve did not stop")
+	}
+	if strings.Contains(errb.String(), "s3cret") {
+		t.Errorf("the root password reached the log:\n%s", errb.String())
+	}
+}
+
+func TestCacheCommand(t *testing.T) {
+	dir := t.TempDir()
+	obj := filepath.Join(dir, "objects", "ab")
+	os.MkdirAll(obj, 0o755)
+	os.WriteFile(filepath.Join(obj, "url-xab"), make([]byte, 1000), 0o644)
+	os.WriteFile(filepath.Join(obj, "url-xab.json"), []byte("{}"), 0o644)
+	code, out, _ := kiln(t, "", "cache", "--cache-dir", dir)
+	if code != 0 || !strings.HasPrefix(out, "1 objects, 1002 B") {
+		t.Errorf("cache: %d %q", code, out)
+	}
+	code, out, _ = kiln(t, "", "cache", "clean", "--cache-dir", dir)
+	if code != 0 || !strings.HasPrefix(out, "0 objects") {
+		t.Errorf("cache clean: %d %q", code, out)
+	}
+	if code, _, _ := kiln(t, "", "cache", "clean", "--max-size", "lots", "--cache-dir", dir); code != 2 {
+		t.Errorf("bad --max-size: exit %d", code)
+	}
+}
