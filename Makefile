@@ -6,9 +6,9 @@ LDFLAGS := -X main.version=$(VERSION)
 BIN := bin/kiln
 FUZZTIME ?= 30s
 # Packages with fuzz targets, and the target in each.
-FUZZ := ./pkg/kickstart:FuzzParse ./pkg/tdl:FuzzParse ./pkg/initrd:FuzzReader
+FUZZ := ./pkg/kickstart:FuzzParse ./pkg/tdl:FuzzParse ./pkg/initrd:FuzzReader ./ksserve:FuzzPaths
 
-.PHONY: help setup build test bench bench-vm fuzz lint demo clean
+.PHONY: help setup build test bench bench-proxy bench-vm fuzz lint demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -26,6 +26,9 @@ test: setup ## run every test (CI=true turns missing-tool skips into failures)
 
 bench: setup ## run the benchmarks, printing ratios against the peer tools
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./...
+
+bench-proxy: setup ## the mirror proxy against nginx's proxy_cache and direct downloads
+	$(GO) test -run '^$$' -bench 'Proxy' -benchtime 3x ./ksserve
 
 bench-vm: setup ## kiln's supervision overhead over a bare qemu-system-x86_64
 	$(GO) test -run '^$$' -bench Overhead -benchtime 5x ./qemu

@@ -28,6 +28,7 @@ type Cache struct {
 	mu       sync.Mutex
 	inflight map[string]*fetch
 	verified map[string]verifiedStamp // objects whose sha256 was checked by this process
+	metas    map[string]*entryMeta    // their metadata, so a hit reads no JSON
 
 	// Retries is how many times a failed upstream request is retried
 	// before any byte of it was sent on; default 2.
@@ -58,7 +59,7 @@ func OpenCache(dir string, client *http.Client) (*Cache, error) {
 	if err := os.MkdirAll(filepath.Join(dir, "tmp"), 0o755); err != nil {
 		return nil, fmt.Errorf("opening cache %s: %w", dir, err)
 	}
-	return &Cache{dir: dir, client: client, inflight: map[string]*fetch{}, verified: map[string]verifiedStamp{}, Retries: 2}, nil
+	return &Cache{dir: dir, client: client, inflight: map[string]*fetch{}, verified: map[string]verifiedStamp{}, metas: map[string]*entryMeta{}, Retries: 2}, nil
 }
 
 // DefaultCacheDir is ~/.cache/kiln/mirror (or $XDG_CACHE_HOME/kiln/mirror).
@@ -87,48 +88,58 @@ func (c *Cache) dataPath(key string) string {
 func (c *Cache) metaPath(key string) string { return c.dataPath(key) + ".json" }
 
 // lookup returns the cached object for key, checking that its size is what
-// the metadata says and, once per process, that its sha256 is.
+// the metadata says and, once per process, that its sha256 is. After that
+// check a hit costs one open and one fstat.
 func (c *Cache) lookup(key string) (*entryMeta, *os.File, error) {
-	b, err := os.ReadFile(c.metaPath(key))
-	if err != nil {
-		return nil, nil, err
-	}
-	var m entryMeta
-	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, nil, fmt.Errorf("cache entry %s: bad metadata: %w", key, err)
-	}
 	f, err := os.Open(c.dataPath(key))
 	if err != nil {
 		return nil, nil, err
 	}
 	st, err := f.Stat()
-	if err != nil || st.Size() != m.Size {
+	if err != nil {
 		f.Close()
-		return nil, nil, fmt.Errorf("cache entry %s: size %d, metadata says %d: corrupt", key, st.Size(), m.Size)
+		return nil, nil, err
 	}
 	stamp := verifiedStamp{st.Size(), st.ModTime()}
 	c.mu.Lock()
-	ok := c.verified[key] == stamp
+	m, ok := c.metas[key]
+	ok = ok && c.verified[key] == stamp
 	c.mu.Unlock()
-	if !ok {
-		h := sha256.New()
-		if _, err := io.Copy(h, f); err != nil {
-			f.Close()
-			return nil, nil, fmt.Errorf("cache entry %s: reading: %w", key, err)
-		}
-		if got := hex.EncodeToString(h.Sum(nil)); got != m.SHA256 {
-			f.Close()
-			return nil, nil, fmt.Errorf("cache entry %s: sha256 %s, want %s: corrupt", key, got, m.SHA256)
-		}
-		if _, err := f.Seek(0, io.SeekStart); err != nil {
-			f.Close()
-			return nil, nil, err
-		}
-		c.mu.Lock()
-		c.verified[key] = stamp
-		c.mu.Unlock()
+	if ok {
+		return m, f, nil
 	}
-	return &m, f, nil
+	b, err := os.ReadFile(c.metaPath(key))
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	m = &entryMeta{}
+	if err := json.Unmarshal(b, m); err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("cache entry %s: bad metadata: %w", key, err)
+	}
+	if st.Size() != m.Size {
+		f.Close()
+		return nil, nil, fmt.Errorf("cache entry %s: size %d, metadata says %d: corrupt", key, st.Size(), m.Size)
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("cache entry %s: reading: %w", key, err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != m.SHA256 {
+		f.Close()
+		return nil, nil, fmt.Errorf("cache entry %s: sha256 %s, want %s: corrupt", key, got, m.SHA256)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	c.mu.Lock()
+	c.verified[key] = stamp
+	c.metas[key] = m
+	c.mu.Unlock()
+	return m, f, nil
 }
 
 // remove deletes an entry, for one found corrupt.
@@ -137,6 +148,7 @@ func (c *Cache) remove(key string) {
 	os.Remove(c.dataPath(key))
 	c.mu.Lock()
 	delete(c.verified, key)
+	delete(c.metas, key)
 	c.mu.Unlock()
 }
 
@@ -348,6 +360,7 @@ func (c *Cache) download(f *fetch, prev *entryMeta) (err error) {
 	if st != nil {
 		c.mu.Lock()
 		c.verified[f.key] = verifiedStamp{st.Size(), st.ModTime()}
+		c.metas[f.key] = &final
 		c.mu.Unlock()
 	}
 	return nil
@@ -480,12 +493,20 @@ func (c *Cache) Prune(before time.Time, maxBytes int64) (int64, error) {
 	return freed, nil
 }
 
+// touchEvery is how stale an object's time may get before a hit renews it;
+// renewing on every hit would cost two system calls per request.
+const touchEvery = time.Hour
+
 // touch marks an object used, for Prune's age.
-func (c *Cache) touch(key string) {
+func (c *Cache) touch(key string, f *os.File) {
+	st, err := f.Stat()
+	if err != nil || time.Since(st.ModTime()) < touchEvery {
+		return
+	}
 	now := time.Now()
 	os.Chtimes(c.dataPath(key), now, now)
 	c.mu.Lock()
-	if st, err := os.Stat(c.dataPath(key)); err == nil {
+	if st, err := os.Stat(c.dataPath(key)); err == nil && c.verified[key].size == st.Size() {
 		c.verified[key] = verifiedStamp{st.Size(), st.ModTime()}
 	}
 	c.mu.Unlock()

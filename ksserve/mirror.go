@@ -181,7 +181,7 @@ func (s *Server) fetchFailed(w http.ResponseWriter, name, rel string, err error)
 }
 
 func (s *Server) serveCached(w http.ResponseWriter, r *http.Request, name, rel, key string, meta *entryMeta, f *os.File) {
-	s.cfg.Cache.touch(key)
+	s.cfg.Cache.touch(key, f)
 	u := *s.mirrors[name]
 	u.Path += rel
 	s.afterFetch(name, rel, u.String(), classify(rel), meta, f)

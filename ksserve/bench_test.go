@@ -1,0 +1,250 @@
+package ksserve
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+)
+
+// The proxy benchmarks run kiln, nginx (as a proxy_cache in front of the
+// same loopback upstream) and direct downloads from that upstream in one
+// run, and report kiln's throughput as a ratio to each:
+//
+//	make bench-proxy
+//
+// Targets: cache hits at least 1.0x nginx's; a cold cache at least 0.9x a
+// direct download.
+
+type objectSet struct {
+	name  string
+	count int
+	size  int
+}
+
+var benchSets = []objectSet{
+	{"large", 8, 32 << 20}, // RPM-sized: 8 x 32 MiB
+	{"small", 2000, 8 << 10},
+}
+
+type benchEnv struct {
+	dir      string
+	upstream string // base URL
+	nginx    string // base URL of nginx's proxy_cache
+	client   *http.Client
+}
+
+func setupBench(b *testing.B) *benchEnv {
+	b.Helper()
+	nginxBin, err := exec.LookPath("nginx")
+	if err != nil {
+		if _, err = os.Stat("/usr/sbin/nginx"); err != nil {
+			b.Skip("nginx not installed")
+		}
+		nginxBin = "/usr/sbin/nginx"
+	}
+	dir := b.TempDir()
+	root := filepath.Join(dir, "upstream")
+	for _, set := range benchSets {
+		d := filepath.Join(root, set.name)
+		os.MkdirAll(d, 0o755)
+		buf := make([]byte, set.size)
+		for i := 0; i < set.count; i++ {
+			for j := range buf {
+				buf[j] = byte(i + j*7)
+			}
+			if err := os.WriteFile(filepath.Join(d, fmt.Sprintf("pkg-%04d.rpm", i)), buf, 0o644); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	ul, _ := net.Listen("tcp", "127.0.0.1:0")
+	usrv := &http.Server{Handler: http.FileServer(http.Dir(root))}
+	go usrv.Serve(ul)
+	b.Cleanup(func() { usrv.Close() })
+	upstream := "http://" + ul.Addr().String()
+
+	nl, _ := net.Listen("tcp", "127.0.0.1:0")
+	nport := nl.Addr().(*net.TCPAddr).Port
+	nl.Close()
+	user := ""
+	if os.Getuid() == 0 {
+		// As root, nginx's workers would drop to nobody, who cannot write
+		// to this test's private directory.
+		user = "user root;"
+	}
+	conf := fmt.Sprintf(`daemon off;
+%[4]s
+worker_processes 2;
+pid %[1]s/nginx.pid;
+error_log %[1]s/nginx-error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  client_body_temp_path %[1]s/body;
+  proxy_temp_path %[1]s/proxy_temp;
+  fastcgi_temp_path %[1]s/fastcgi;
+  uwsgi_temp_path %[1]s/uwsgi;
+  scgi_temp_path %[1]s/scgi;
+  proxy_cache_path %[1]s/nginx-cache levels=1:2 keys_zone=kiln:10m max_size=10g inactive=1d use_temp_path=off;
+  upstream up { server %[2]s; keepalive 64; }
+  server {
+    listen 127.0.0.1:%[3]d;
+    location / {
+      proxy_pass http://up;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_cache kiln;
+      proxy_cache_valid 200 1d;
+      proxy_cache_lock on;
+      proxy_buffering on;
+    }
+  }
+}
+`, dir, ul.Addr().String(), nport, user)
+	confPath := filepath.Join(dir, "nginx.conf")
+	os.WriteFile(confPath, []byte(conf), 0o644)
+	cmd := exec.Command(nginxBin, "-c", confPath, "-p", dir)
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	nginx := fmt.Sprintf("http://127.0.0.1:%d", nport)
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}}
+	// Wait until nginx answers (it has no readiness signal but the socket).
+	for i := 0; ; i++ {
+		resp, err := client.Get(nginx + "/small/pkg-0000.rpm")
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			break
+		}
+		if i > 200 {
+			b.Fatalf("nginx did not start: %v", err)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	return &benchEnv{dir: dir, upstream: upstream, nginx: nginx, client: client}
+}
+
+// fetchAll downloads every object of set from base with conc workers and
+// returns the bytes read.
+func (e *benchEnv) fetchAll(b *testing.B, base string, set objectSet, conc int) int64 {
+	var wg sync.WaitGroup
+	next := make(chan int)
+	var total int64
+	var mu sync.Mutex
+	for w := 0; w < conc; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var n int64
+			for i := range next {
+				resp, err := e.client.Get(fmt.Sprintf("%s/%s/pkg-%04d.rpm", base, set.name, i))
+				if err != nil {
+					b.Error(err)
+					continue
+				}
+				m, _ := io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 || m != int64(set.size) {
+					b.Errorf("%s: %d, %d bytes", resp.Request.URL, resp.StatusCode, m)
+				}
+				n += m
+			}
+			mu.Lock()
+			total += n
+			mu.Unlock()
+		}()
+	}
+	for i := 0; i < set.count; i++ {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return total
+}
+
+// kilnServer starts a kiln proxy for the upstream on loopback.
+func (e *benchEnv) kilnServer(b *testing.B, cacheDir string) (string, func()) {
+	client, _ := NewUpstreamClient("")
+	cache, err := OpenCache(cacheDir, client)
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv, err := New(Config{Mirrors: map[string]string{"m": e.upstream + "/"}, Cache: cache})
+	if err != nil {
+		b.Fatal(err)
+	}
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	ctx, cancel := context.WithCancel(context.Background())
+	go Serve(ctx, srv, l, time.Second)
+	return "http://" + l.Addr().String() + srv.MirrorPath("m")[:len(srv.MirrorPath("m"))-1], cancel
+}
+
+func mbps(bytes int64, d time.Duration) float64 { return float64(bytes) / d.Seconds() / 1e6 }
+
+func BenchmarkProxyHit(b *testing.B) {
+	e := setupBench(b)
+	kiln, stop := e.kilnServer(b, filepath.Join(e.dir, "kiln-cache"))
+	defer stop()
+	for _, set := range benchSets {
+		for _, conc := range []int{1, 32} {
+			b.Run(fmt.Sprintf("%s/c%d", set.name, conc), func(b *testing.B) {
+				// Warm both caches.
+				e.fetchAll(b, kiln, set, 4)
+				e.fetchAll(b, e.nginx, set, 4)
+				var kd, nd time.Duration
+				var kb, nb int64
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					start := time.Now()
+					kb += e.fetchAll(b, kiln, set, conc)
+					kd += time.Since(start)
+					start = time.Now()
+					nb += e.fetchAll(b, e.nginx, set, conc)
+					nd += time.Since(start)
+				}
+				k, n := mbps(kb, kd), mbps(nb, nd)
+				b.ReportMetric(k, "kiln-MB/s")
+				b.ReportMetric(n, "nginx-MB/s")
+				b.ReportMetric(k/n, "kiln/nginx")
+			})
+		}
+	}
+}
+
+func BenchmarkProxyCold(b *testing.B) {
+	e := setupBench(b)
+	for _, set := range benchSets {
+		for _, conc := range []int{1, 32} {
+			b.Run(fmt.Sprintf("%s/c%d", set.name, conc), func(b *testing.B) {
+				var kd, dd time.Duration
+				var kb, db int64
+				for i := 0; i < b.N; i++ {
+					kiln, stop := e.kilnServer(b, b.TempDir())
+					start := time.Now()
+					kb += e.fetchAll(b, kiln, set, conc)
+					kd += time.Since(start)
+					stop()
+					start = time.Now()
+					db += e.fetchAll(b, e.upstream, set, conc)
+					dd += time.Since(start)
+				}
+				k, d := mbps(kb, kd), mbps(db, dd)
+				b.ReportMetric(k, "kiln-MB/s")
+				b.ReportMetric(d, "direct-MB/s")
+				b.ReportMetric(k/d, "kiln/direct")
+			})
+		}
+	}
+}
