@@ -13,7 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"sync"
 	"time"
 )
@@ -511,5 +510,3 @@ func (c *Cache) touch(key string, f *os.File) {
 	}
 	c.mu.Unlock()
 }
-
-func itoa(n int64) string { return strconv.FormatInt(n, 10) }

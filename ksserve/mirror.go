@@ -250,23 +250,9 @@ func (s *Server) afterFetch(name, rel, target string, k kind, meta *entryMeta, f
 	}
 }
 
-// repomd is the part of repodata/repomd.xml kiln reads.
-type repomd struct {
-	Data []struct {
-		Type     string `xml:"type,attr"`
-		Checksum struct {
-			Type  string `xml:"type,attr"`
-			Value string `xml:",chardata"`
-		} `xml:"checksum"`
-		Location struct {
-			Href string `xml:"href,attr"`
-		} `xml:"location"`
-	} `xml:"data"`
-}
-
-// primary is the part of primary.xml kiln reads: where each package is and
-// its checksum.
-type primaryPackage struct {
+// located is what repomd.xml's data entries and primary.xml's packages
+// share: a location and the checksum of what is there.
+type located struct {
 	Checksum struct {
 		Type  string `xml:"type,attr"`
 		Value string `xml:",chardata"`
@@ -274,6 +260,14 @@ type primaryPackage struct {
 	Location struct {
 		Href string `xml:"href,attr"`
 	} `xml:"location"`
+}
+
+// repomd is the part of repodata/repomd.xml kiln reads.
+type repomd struct {
+	Data []struct {
+		Type string `xml:"type,attr"`
+		located
+	} `xml:"data"`
 }
 
 // learnRepo records the sha256 of every repodata file repomd.xml lists and
@@ -344,7 +338,7 @@ func (s *Server) learnRepo(name, repomdURL string, data []byte) {
 		if !ok || se.Name.Local != "package" {
 			continue
 		}
-		var p primaryPackage
+		var p located
 		if dec.DecodeElement(&p, &se) == nil && p.Checksum.Type == "sha256" {
 			sums[repoBase+p.Location.Href] = strings.TrimSpace(p.Checksum.Value)
 		}

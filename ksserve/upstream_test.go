@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 )
@@ -110,15 +109,4 @@ func (u *upstream) addRepo(prefix string, pkgs map[string][]byte, lie map[string
 <data type="primary"><checksum type="sha256">%s</checksum><location href="repodata/%s"/><size>%d</size></data>
 </repomd>`, sum(gz.Bytes()), primName, gz.Len())
 	u.set(prefix+"repodata/repomd.xml", []byte(repomd))
-}
-
-func (u *upstream) primaryPath(prefix string) string {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	for p := range u.files {
-		if strings.HasPrefix(p, prefix+"repodata/") && strings.HasSuffix(p, "-primary.xml.gz") {
-			return p
-		}
-	}
-	return ""
 }
