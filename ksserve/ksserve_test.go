@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -599,4 +600,54 @@ func TestServeShutsDownCleanly(t *testing.T) {
 		t.Error("still serving after shutdown")
 	}
 	_ = errors.New
+}
+
+// repeatReader yields n bytes of a pattern without holding them.
+type repeatReader struct{ n int64 }
+
+func (r *repeatReader) Read(p []byte) (int, error) {
+	if r.n <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > r.n {
+		p = p[:r.n]
+	}
+	for i := range p {
+		p[i] = byte(i)
+	}
+	r.n -= int64(len(p))
+	return len(p), nil
+}
+
+// TestMemoryIsBounded streams a 256 MiB object through the proxy, cold and
+// then hot, and checks the heap never grows by more than a few buffers.
+func TestMemoryIsBounded(t *testing.T) {
+	const size = 256 << 20
+	e := newEnv(t, "")
+	e.up.misbehave[base+"Packages/huge.rpm"] = func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", fmt.Sprint(size))
+		io.Copy(w, &repeatReader{n: size})
+	}
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for i := 0; i < 2; i++ {
+		resp, err := http.Get(e.ts.URL + e.mirror("Packages/huge.rpm"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if err != nil || n != size {
+			t.Fatalf("pass %d: %d bytes, %v", i, n, err)
+		}
+	}
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	if grew := int64(after.HeapSys) - int64(before.HeapSys); grew > 32<<20 {
+		t.Errorf("the heap grew by %d MiB while serving a 256 MiB object", grew>>20)
+	}
+	if st := e.srv.Stats(); len(st.Objects) != 2 || !st.Objects[1].Hit {
+		t.Errorf("stats = %+v", st)
+	}
 }
