@@ -65,15 +65,15 @@ func setupBench(b *testing.B) *benchEnv {
 			}
 		}
 	}
-	ul, _ := net.Listen("tcp", "127.0.0.1:0")
-	usrv := &http.Server{Handler: http.FileServer(http.Dir(root))}
-	go usrv.Serve(ul)
-	b.Cleanup(func() { usrv.Close() })
-	upstream := "http://" + ul.Addr().String()
-
-	nl, _ := net.Listen("tcp", "127.0.0.1:0")
-	nport := nl.Addr().(*net.TCPAddr).Port
-	nl.Close()
+	// nginx plays both parts in its own processes: the static upstream
+	// mirror, and the proxy_cache kiln is compared with.
+	freePort := func() int {
+		l, _ := net.Listen("tcp", "127.0.0.1:0")
+		defer l.Close()
+		return l.Addr().(*net.TCPAddr).Port
+	}
+	uport, nport := freePort(), freePort()
+	upstream := fmt.Sprintf("http://127.0.0.1:%d", uport)
 	user := ""
 	if os.Getuid() == 0 {
 		// As root, nginx's workers would drop to nobody, who cannot write
@@ -96,7 +96,11 @@ http {
   uwsgi_temp_path %[1]s/uwsgi;
   scgi_temp_path %[1]s/scgi;
   proxy_cache_path %[1]s/nginx-cache levels=1:2 keys_zone=kiln:10m max_size=10g inactive=1d use_temp_path=off;
-  upstream up { server %[2]s; keepalive 64; }
+  upstream up { server 127.0.0.1:%[2]d; keepalive 64; }
+  server {
+    listen 127.0.0.1:%[2]d;
+    root %[5]s;
+  }
   server {
     listen 127.0.0.1:%[3]d;
     location / {
@@ -110,7 +114,7 @@ http {
     }
   }
 }
-`, dir, ul.Addr().String(), nport, user)
+`, dir, uport, nport, user, root)
 	confPath := filepath.Join(dir, "nginx.conf")
 	os.WriteFile(confPath, []byte(conf), 0o644)
 	cmd := exec.Command(nginxBin, "-c", confPath, "-p", dir)
@@ -122,7 +126,7 @@ http {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}}
 	// Wait until nginx answers (it has no readiness signal but the socket).
 	for i := 0; ; i++ {
-		resp, err := client.Get(nginx + "/small/pkg-0000.rpm")
+		resp, err := client.Get(upstream + "/small/pkg-0000.rpm")
 		if err == nil {
 			io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()

@@ -24,10 +24,14 @@ type Cache struct {
 	dir    string
 	client *http.Client
 
-	mu       sync.Mutex
-	inflight map[string]*fetch
-	verified map[string]verifiedStamp // objects whose sha256 was checked by this process
-	metas    map[string]*entryMeta    // their metadata, so a hit reads no JSON
+	mu          sync.Mutex
+	inflight    map[string]*fetch
+	verified    map[string]verifiedStamp // objects whose sha256 was checked by this process
+	metas       map[string]*entryMeta    // their metadata, so a hit reads no JSON
+	packs       map[string]*pack         // pack files known, by path
+	index       map[string]*packEntry    // objects in packs, by key
+	cur         *pack                    // this process's pack for new small objects
+	packsLoaded time.Time                // when the pack indexes were last read
 
 	// Retries is how many times a failed upstream request is retried
 	// before any byte of it was sent on; default 2.
@@ -58,7 +62,12 @@ func OpenCache(dir string, client *http.Client) (*Cache, error) {
 	if err := os.MkdirAll(filepath.Join(dir, "tmp"), 0o755); err != nil {
 		return nil, fmt.Errorf("opening cache %s: %w", dir, err)
 	}
-	return &Cache{dir: dir, client: client, inflight: map[string]*fetch{}, verified: map[string]verifiedStamp{}, metas: map[string]*entryMeta{}, Retries: 2}, nil
+	c := &Cache{dir: dir, client: client, inflight: map[string]*fetch{}, verified: map[string]verifiedStamp{},
+		metas: map[string]*entryMeta{}, packs: map[string]*pack{}, index: map[string]*packEntry{}, Retries: 2}
+	c.mu.Lock()
+	c.loadPacks()
+	c.mu.Unlock()
+	return c, nil
 }
 
 // DefaultCacheDir is ~/.cache/kiln/mirror (or $XDG_CACHE_HOME/kiln/mirror).
@@ -86,10 +95,19 @@ func (c *Cache) dataPath(key string) string {
 
 func (c *Cache) metaPath(key string) string { return c.dataPath(key) + ".json" }
 
+// object is a cached object's content: a file, or a region of a pack.
+type object interface {
+	io.ReadSeeker
+	io.Closer
+}
+
 // lookup returns the cached object for key, checking that its size is what
 // the metadata says and, once per process, that its sha256 is. After that
-// check a hit costs one open and one fstat.
-func (c *Cache) lookup(key string) (*entryMeta, *os.File, error) {
+// check a hit costs one open and one fstat, or nothing for a packed object.
+func (c *Cache) lookup(key string) (*entryMeta, object, error) {
+	if m, o, found, err := c.lookupPacked(key); found {
+		return m, o, err
+	}
 	f, err := os.Open(c.dataPath(key))
 	if err != nil {
 		return nil, nil, err
@@ -148,6 +166,7 @@ func (c *Cache) remove(key string) {
 	c.mu.Lock()
 	delete(c.verified, key)
 	delete(c.metas, key)
+	delete(c.index, key)
 	c.mu.Unlock()
 }
 
@@ -161,7 +180,9 @@ type fetch struct {
 	readyOnce sync.Once
 	started   bool      // the upstream sent 200 and the body is coming
 	meta      entryMeta // valid after ready when started
-	tmp       *os.File
+	tmp       *os.File  // the temporary file, or the pack, being written
+	base      int64     // where the object starts in tmp (non-zero in a pack)
+	shared    bool      // tmp is a pack: not this fetch's to close
 
 	mu      sync.Mutex
 	cond    *sync.Cond
@@ -179,6 +200,11 @@ func (f *fetch) sha256() string {
 	defer f.mu.Unlock()
 	return f.sum
 }
+
+// bufPool holds the copy buffers of downloads and of the clients that
+// follow them; allocating 256 KiB per small object would keep the
+// collector busy clearing memory.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
 
 // errNotModified ends a revalidation whose cached copy is still current.
 var errNotModified = errors.New("not modified")
@@ -225,7 +251,7 @@ func (f *fetch) release() {
 	f.readers--
 	last := f.readers == 0 && f.done
 	f.mu.Unlock()
-	if last && f.tmp != nil {
+	if last && f.tmp != nil && !f.shared {
 		f.tmp.Close()
 	}
 }
@@ -284,16 +310,26 @@ func (c *Cache) download(f *fetch, prev *entryMeta) (err error) {
 	if resp.StatusCode != http.StatusOK {
 		return &upstreamError{url: f.url, status: resp.StatusCode, err: fmt.Errorf("upstream answered %s", resp.Status)}
 	}
-	tmp, err := os.CreateTemp(filepath.Join(c.dir, "tmp"), "fetch-")
-	if err != nil {
-		return fmt.Errorf("cache: %w", err)
+	packed := resp.ContentLength >= 0 && resp.ContentLength <= packMax
+	var p *pack
+	var tmp *os.File
+	if packed {
+		if p, f.base, err = c.reserve(resp.ContentLength); err != nil {
+			return fmt.Errorf("cache: %w", err)
+		}
+		tmp, f.shared = p.f, true
+	} else {
+		tmp, err = os.CreateTemp(filepath.Join(c.dir, "tmp"), "fetch-")
+		if err != nil {
+			return fmt.Errorf("cache: %w", err)
+		}
+		defer func() {
+			if err != nil {
+				os.Remove(tmp.Name())
+			}
+		}()
 	}
 	f.tmp = tmp
-	defer func() {
-		if err != nil {
-			os.Remove(tmp.Name())
-		}
-	}()
 	f.meta = entryMeta{URL: f.url, Size: resp.ContentLength, ETag: resp.Header.Get("ETag"),
 		LastModified: resp.Header.Get("Last-Modified"), ContentType: resp.Header.Get("Content-Type"), Fetched: time.Now().UTC()}
 	f.mu.Lock()
@@ -302,12 +338,17 @@ func (c *Cache) download(f *fetch, prev *entryMeta) (err error) {
 	f.markReady()
 
 	h := sha256.New()
-	buf := make([]byte, 256<<10)
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
 	var n int64
 	for {
 		m, rerr := resp.Body.Read(buf)
 		if m > 0 {
-			if _, werr := tmp.Write(buf[:m]); werr != nil {
+			if packed && n+int64(m) > resp.ContentLength {
+				return &upstreamError{url: f.url, err: fmt.Errorf("more bytes than Content-Length said (%d)", resp.ContentLength)}
+			}
+			if _, werr := tmp.WriteAt(buf[:m], f.base+n); werr != nil {
 				return fmt.Errorf("cache: writing %s: %w", f.url, werr)
 			}
 			h.Write(buf[:m])
@@ -337,6 +378,9 @@ func (c *Cache) download(f *fetch, prev *entryMeta) (err error) {
 	f.mu.Lock()
 	f.sum = sum
 	f.mu.Unlock()
+	if packed {
+		return c.commitPacked(f.key, p, f.base, final)
+	}
 	// Publish: data first, then the metadata that makes it visible.
 	data := c.dataPath(f.key)
 	if err := os.MkdirAll(filepath.Dir(data), 0o755); err != nil {
@@ -378,7 +422,9 @@ func (e *upstreamError) Unwrap() error { return e.err }
 // readAt copies the fetch's bytes to w as they arrive. It returns the
 // bytes copied and the fetch's error, if it failed.
 func (f *fetch) copyTo(ctx context.Context, w io.Writer) (int64, error) {
-	buf := make([]byte, 256<<10)
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
 	var off int64
 	stop := context.AfterFunc(ctx, func() {
 		f.mu.Lock()
@@ -386,6 +432,16 @@ func (f *fetch) copyTo(ctx context.Context, w io.Writer) (int64, error) {
 		f.mu.Unlock()
 	})
 	defer stop()
+	// A client connection can take the bytes straight from the page cache
+	// with sendfile(2) when it reads from a file of its own; a second
+	// descriptor of the file being written gives it one, renamed or not.
+	var own *os.File
+	if _, ok := w.(io.ReaderFrom); ok && f.tmp != nil {
+		own, _ = os.Open(fmt.Sprintf("/proc/self/fd/%d", f.tmp.Fd()))
+		if own != nil {
+			defer own.Close()
+		}
+	}
 	for {
 		f.mu.Lock()
 		for f.written == off && !f.done && ctx.Err() == nil {
@@ -396,12 +452,21 @@ func (f *fetch) copyTo(ctx context.Context, w io.Writer) (int64, error) {
 		if ctx.Err() != nil {
 			return off, ctx.Err()
 		}
+		if own != nil && off < avail {
+			if _, err := own.Seek(f.base+off, io.SeekStart); err == nil {
+				k, err := w.(io.ReaderFrom).ReadFrom(io.LimitReader(own, avail-off))
+				off += k
+				if err != nil {
+					return off, err
+				}
+			}
+		}
 		for off < avail {
 			m := int64(len(buf))
 			if avail-off < m {
 				m = avail - off
 			}
-			k, err := f.tmp.ReadAt(buf[:m], off)
+			k, err := f.tmp.ReadAt(buf[:m], f.base+off)
 			if k > 0 {
 				if _, werr := w.Write(buf[:k]); werr != nil {
 					return off, werr
@@ -434,7 +499,8 @@ func (c *Cache) Size() (bytes int64, objects int, err error) {
 		}
 		return nil
 	})
-	return bytes, objects, err
+	pb, po := c.packSizes()
+	return bytes + pb, objects + po, err
 }
 
 // Prune removes objects not fetched or used since before, then the oldest
@@ -445,8 +511,12 @@ func (c *Cache) Prune(before time.Time, maxBytes int64) (int64, error) {
 		data  string
 		size  int64
 		mtime time.Time
+		pack  bool
 	}
 	var objs []obj
+	for _, p := range c.packAges() {
+		objs = append(objs, obj{p.path, p.size, p.mtime, true})
+	}
 	err := filepath.WalkDir(filepath.Join(c.dir, "objects"), func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || filepath.Ext(p) == ".json" {
 			return err
@@ -459,7 +529,7 @@ func (c *Cache) Prune(before time.Time, maxBytes int64) (int64, error) {
 		if mi, err := os.Stat(p + ".json"); err == nil {
 			size += mi.Size()
 		}
-		objs = append(objs, obj{p, size, info.ModTime()})
+		objs = append(objs, obj{p, size, info.ModTime(), false})
 		return nil
 	})
 	if err != nil {
@@ -475,9 +545,15 @@ func (c *Cache) Prune(before time.Time, maxBytes int64) (int64, error) {
 		if !o.mtime.Before(before) && (maxBytes < 0 || total <= maxBytes) {
 			continue
 		}
-		os.Remove(o.data + ".json")
-		if err := os.Remove(o.data); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return freed, err
+		if o.pack {
+			if err := removePack(o.data); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return freed, err
+			}
+		} else {
+			os.Remove(o.data + ".json")
+			if err := os.Remove(o.data); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return freed, err
+			}
 		}
 		total -= o.size
 		freed += o.size
@@ -497,7 +573,12 @@ func (c *Cache) Prune(before time.Time, maxBytes int64) (int64, error) {
 const touchEvery = time.Hour
 
 // touch marks an object used, for Prune's age.
-func (c *Cache) touch(key string, f *os.File) {
+func (c *Cache) touch(key string, o object) {
+	f, ok := o.(*os.File)
+	if !ok {
+		c.touchPack(key)
+		return
+	}
 	st, err := f.Stat()
 	if err != nil || time.Since(st.ModTime()) < touchEvery {
 		return

@@ -303,10 +303,7 @@ func TestCorruptEntryIsFetchedAgain(t *testing.T) {
 	rpm := []byte("a perfectly good rpm")
 	e.up.set(base+"Packages/c.rpm", rpm)
 	e.get(t, e.mirror("Packages/c.rpm"))
-	data := e.cache.dataPath(objectKey(e.up.URL+base+"Packages/c.rpm", ""))
-	b, _ := os.ReadFile(data)
-	b[0] ^= 0xff
-	os.WriteFile(data, b, 0o644)
+	corrupt(t, e.cache, objectKey(e.up.URL+base+"Packages/c.rpm", ""))
 	// A new process (a new Cache) checks each entry once.
 	e2 := newEnvWith(t, e.up, e.cache.dir)
 	code, body := e2.get(t, e2.mirror("Packages/c.rpm"))
@@ -314,6 +311,42 @@ func TestCorruptEntryIsFetchedAgain(t *testing.T) {
 		t.Errorf("got %d %q", code, body)
 	}
 	if n := e.up.count(base + "Packages/c.rpm"); n != 2 {
+		t.Errorf("upstream fetched %d times, want 2", n)
+	}
+}
+
+// corrupt flips the first byte of a cached object, in its own file or in
+// its pack.
+func corrupt(t *testing.T, c *Cache, key string) {
+	t.Helper()
+	path, off := c.dataPath(key), int64(0)
+	c.mu.Lock()
+	if e := c.index[key]; e != nil {
+		path, off = e.pack.path, e.Off
+	}
+	c.mu.Unlock()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b := make([]byte, 1)
+	f.ReadAt(b, off)
+	b[0] ^= 0xff
+	f.WriteAt(b, off)
+}
+
+func TestLargeCorruptEntryIsFetchedAgain(t *testing.T) {
+	e := newEnv(t, "")
+	rpm := bytes.Repeat([]byte("big"), 1<<20) // over packMax: a file of its own
+	e.up.set(base+"Packages/big.rpm", rpm)
+	e.get(t, e.mirror("Packages/big.rpm"))
+	corrupt(t, e.cache, objectKey(e.up.URL+base+"Packages/big.rpm", ""))
+	e2 := newEnvWith(t, e.up, e.cache.dir)
+	if code, body := e2.get(t, e2.mirror("Packages/big.rpm")); code != 200 || !bytes.Equal(body, rpm) {
+		t.Errorf("got %d, %d bytes", code, len(body))
+	}
+	if n := e.up.count(base + "Packages/big.rpm"); n != 2 {
 		t.Errorf("upstream fetched %d times, want 2", n)
 	}
 }
@@ -497,8 +530,14 @@ func TestFullCacheDisk(t *testing.T) {
 		}
 		t.Skipf("mount tmpfs: %v %s", err, out)
 	}
-	defer exec.Command("umount", dir).Run()
 	e := newEnv(t, dir)
+	defer func() {
+		e.ts.Close()
+		e.cache.Close()
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount: %v %s", err, out)
+		}
+	}()
 	big := bytes.Repeat([]byte("z"), 3<<20)
 	e.up.set(base+"Packages/huge.rpm", big)
 	code, _ := e.get(t, e.mirror("Packages/huge.rpm"))

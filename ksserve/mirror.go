@@ -180,7 +180,7 @@ func (s *Server) fetchFailed(w http.ResponseWriter, name, rel string, err error)
 	http.Error(w, err.Error(), http.StatusBadGateway)
 }
 
-func (s *Server) serveCached(w http.ResponseWriter, r *http.Request, name, rel, key string, meta *entryMeta, f *os.File) {
+func (s *Server) serveCached(w http.ResponseWriter, r *http.Request, name, rel, key string, meta *entryMeta, f object) {
 	s.cfg.Cache.touch(key, f)
 	u := *s.mirrors[name]
 	u.Path += rel
@@ -190,7 +190,7 @@ func (s *Server) serveCached(w http.ResponseWriter, r *http.Request, name, rel, 
 	s.serveFileFrom(w, r, rel, meta, f)
 }
 
-func (s *Server) serveFileFrom(w http.ResponseWriter, r *http.Request, rel string, meta *entryMeta, f *os.File) {
+func (s *Server) serveFileFrom(w http.ResponseWriter, r *http.Request, rel string, meta *entryMeta, f object) {
 	if meta.ContentType != "" {
 		w.Header().Set("Content-Type", meta.ContentType)
 	}
@@ -227,7 +227,7 @@ func (s *Server) record(mirror, rel string, size int64, sha string, hit bool) {
 
 // afterFetch pins metadata for the rest of the build and, for repomd.xml,
 // learns the checksums of the repo's files so they are verified.
-func (s *Server) afterFetch(name, rel, target string, k kind, meta *entryMeta, f *os.File) {
+func (s *Server) afterFetch(name, rel, target string, k kind, meta *entryMeta, f object) {
 	if k != metadata || meta.Size > maxPinned {
 		return
 	}
@@ -298,7 +298,7 @@ func (s *Server) learnRepo(name, repomdURL string, data []byte) {
 	// primary.xml.gz is needed by the installer next anyway; reading it now
 	// through the cache costs nothing extra.
 	key := objectKey(primaryURL, primarySum)
-	var f *os.File
+	var f object
 	if _, cf, err := s.cfg.Cache.lookup(key); err == nil {
 		f = cf
 	} else if !s.cfg.Offline {

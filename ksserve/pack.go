@@ -1,0 +1,264 @@
+package ksserve
+
+import (
+	"bufio"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Small objects go into pack files rather than a file each. On ext4,
+// creating a file costs far more than writing a few KiB to an open one, so
+// a repo's thousands of small metadata and package files would otherwise
+// be bound by file creation. Each process appends to packs of its own
+// (pack-<time>-<pid>-<random>.pack), so writers never interleave; an
+// object becomes visible only when its line is appended to the pack's
+// .idx file, after its bytes are written and checked.
+const (
+	packMax    = 1 << 20   // objects up to this size go into packs
+	packRotate = 512 << 20 // a pack is closed for writing at this size
+)
+
+type pack struct {
+	path string   // the .pack file
+	f    *os.File // read-write for this process's packs, read-only for others'
+	idx  *os.File // the index, for appending; nil for others' packs
+	end  int64    // the next free offset, for this process's packs
+	read int64    // how much of the index has been loaded
+}
+
+// packEntry is one line of a pack's index.
+type packEntry struct {
+	Key  string    `json:"key"`
+	Off  int64     `json:"off"`
+	Meta entryMeta `json:"meta"`
+	pack *pack
+}
+
+func (c *Cache) packDir() string { return filepath.Join(c.dir, "packs") }
+
+// packRescan is how often a miss may look for objects other processes
+// added to their packs.
+const packRescan = 2 * time.Second
+
+// loadPacks reads every pack index it has not read yet, or the part of it
+// written since. Later lines win, so a refetched object replaces a
+// corrupt one. Callers hold c.mu.
+func (c *Cache) loadPacks() {
+	c.packsLoaded = time.Now()
+	idxs, _ := filepath.Glob(filepath.Join(c.packDir(), "*.idx"))
+	for _, idx := range idxs {
+		packPath := strings.TrimSuffix(idx, ".idx") + ".pack"
+		p := c.packs[packPath]
+		st, err := os.Stat(idx)
+		if err != nil || (p != nil && st.Size() == p.read) {
+			continue
+		}
+		if p == nil {
+			f, err := os.Open(packPath)
+			if err != nil {
+				continue
+			}
+			p = &pack{path: packPath, f: f}
+			c.packs[packPath] = p
+		}
+		c.readIndex(p, idx)
+	}
+}
+
+func (c *Cache) readIndex(p *pack, idxPath string) {
+	f, err := os.Open(idxPath)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	if _, err := f.Seek(p.read, io.SeekStart); err != nil {
+		return
+	}
+	st, err := p.f.Stat()
+	if err != nil {
+		return
+	}
+	br := bufio.NewReader(f)
+	for {
+		line, err := br.ReadBytes('\n')
+		if err != nil {
+			// A line without its newline is still being written, or was cut
+			// by a crash: read it next time, or never.
+			return
+		}
+		p.read += int64(len(line))
+		var e packEntry
+		if json.Unmarshal(line, &e) != nil || e.Off < 0 || e.Meta.Size < 0 || e.Off+e.Meta.Size > st.Size() {
+			continue
+		}
+		e.pack = p
+		c.index[e.Key] = &e
+	}
+}
+
+// reserve returns a region of size bytes in this process's current pack.
+func (c *Cache) reserve(size int64) (*pack, int64, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cur == nil || c.cur.end+size > packRotate {
+		if err := os.MkdirAll(c.packDir(), 0o755); err != nil {
+			return nil, 0, err
+		}
+		b := make([]byte, 4)
+		rand.Read(b)
+		name := fmt.Sprintf("pack-%d-%d-%s", time.Now().UnixNano(), os.Getpid(), hex.EncodeToString(b))
+		base := filepath.Join(c.packDir(), name)
+		f, err := os.OpenFile(base+".pack", os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+		if err != nil {
+			return nil, 0, err
+		}
+		idx, err := os.OpenFile(base+".idx", os.O_WRONLY|os.O_CREATE|os.O_APPEND|os.O_EXCL, 0o644)
+		if err != nil {
+			f.Close()
+			os.Remove(base + ".pack")
+			return nil, 0, err
+		}
+		c.cur = &pack{path: base + ".pack", f: f, idx: idx}
+		c.packs[c.cur.path] = c.cur
+	}
+	off := c.cur.end
+	c.cur.end += size
+	return c.cur, off, nil
+}
+
+// commitPacked makes a packed object visible.
+func (c *Cache) commitPacked(key string, p *pack, off int64, m entryMeta) error {
+	line, err := json.Marshal(packEntry{Key: key, Off: off, Meta: m})
+	if err != nil {
+		return err
+	}
+	// One write to an O_APPEND file: the line lands whole, after the data.
+	if _, err := p.idx.Write(append(line, '\n')); err != nil {
+		return fmt.Errorf("cache: writing the pack index: %w", err)
+	}
+	c.mu.Lock()
+	c.index[key] = &packEntry{Key: key, Off: off, Meta: m, pack: p}
+	c.verified[key] = verifiedStamp{size: m.Size}
+	c.mu.Unlock()
+	return nil
+}
+
+// packedObject is a cached object inside a pack.
+type packedObject struct {
+	*io.SectionReader
+}
+
+func (packedObject) Close() error { return nil }
+
+// lookupPacked returns a packed object, checking its sha256 once per
+// process.
+func (c *Cache) lookupPacked(key string) (*entryMeta, object, bool, error) {
+	c.mu.Lock()
+	e := c.index[key]
+	if e == nil && time.Since(c.packsLoaded) > packRescan {
+		// Another kiln may have added it since: look, but not on every miss.
+		c.loadPacks()
+		e = c.index[key]
+	}
+	checked := e != nil && c.verified[key] == verifiedStamp{size: e.Meta.Size}
+	c.mu.Unlock()
+	if e == nil {
+		return nil, nil, false, nil
+	}
+	sr := io.NewSectionReader(e.pack.f, e.Off, e.Meta.Size)
+	if !checked {
+		h := sha256.New()
+		if _, err := io.Copy(h, sr); err != nil {
+			return nil, nil, true, fmt.Errorf("cache entry %s: reading its pack: %w", key, err)
+		}
+		if got := hex.EncodeToString(h.Sum(nil)); got != e.Meta.SHA256 {
+			return nil, nil, true, fmt.Errorf("cache entry %s: sha256 %s, want %s: corrupt", key, got, e.Meta.SHA256)
+		}
+		sr.Seek(0, io.SeekStart)
+		c.mu.Lock()
+		c.verified[key] = verifiedStamp{size: e.Meta.Size}
+		c.mu.Unlock()
+	}
+	m := e.Meta
+	return &m, packedObject{sr}, true, nil
+}
+
+// touchPack renews a pack's time for Prune, at most once an hour.
+func (c *Cache) touchPack(key string) {
+	c.mu.Lock()
+	e := c.index[key]
+	c.mu.Unlock()
+	if e == nil {
+		return
+	}
+	if st, err := e.pack.f.Stat(); err == nil && time.Since(st.ModTime()) > touchEvery {
+		now := time.Now()
+		os.Chtimes(e.pack.path, now, now)
+	}
+}
+
+// packSizes returns the bytes in packs and the objects they index.
+func (c *Cache) packSizes() (bytes int64, objects int) {
+	c.mu.Lock()
+	c.loadPacks()
+	objects = len(c.index)
+	c.mu.Unlock()
+	files, _ := filepath.Glob(filepath.Join(c.packDir(), "*"))
+	for _, f := range files {
+		if st, err := os.Stat(f); err == nil {
+			bytes += st.Size()
+		}
+	}
+	return bytes, objects
+}
+
+// packAge is a pack and its time, for Prune.
+type packAge struct {
+	path  string
+	size  int64
+	mtime time.Time
+}
+
+func (c *Cache) packAges() []packAge {
+	var out []packAge
+	packs, _ := filepath.Glob(filepath.Join(c.packDir(), "*.pack"))
+	for _, p := range packs {
+		st, err := os.Stat(p)
+		if err != nil {
+			continue
+		}
+		size := st.Size()
+		if ist, err := os.Stat(strings.TrimSuffix(p, ".pack") + ".idx"); err == nil {
+			size += ist.Size()
+		}
+		out = append(out, packAge{p, size, st.ModTime()})
+	}
+	return out
+}
+
+func removePack(p string) error {
+	os.Remove(strings.TrimSuffix(p, ".pack") + ".idx")
+	return os.Remove(p)
+}
+
+// Close closes the pack files. The cache must not be used after.
+func (c *Cache) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, p := range c.packs {
+		p.f.Close()
+		if p.idx != nil {
+			p.idx.Close()
+		}
+	}
+	c.packs, c.index, c.cur = map[string]*pack{}, map[string]*packEntry{}, nil
+	return nil
+}
