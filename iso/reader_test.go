@@ -318,3 +318,84 @@ func TestMultiExtent(t *testing.T) {
 		t.Errorf("the last bytes are %q", tail)
 	}
 }
+
+func TestSystemArea(t *testing.T) {
+	_, image := fixture(t)
+	f, _ := os.Open(image)
+	defer f.Close()
+	st, _ := f.Stat()
+	sa, err := ReadSystemArea(f, st.Size())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sa.Kind != "isohybrid" || sa.GPT == nil || !sa.GPT.HeaderCRCOK || !sa.GPT.EntriesCRCOK {
+		t.Fatalf("system area %+v", sa)
+	}
+	rep := run(t, "xorriso", "-indev", image, "-report_system_area", "plain")
+	// xorriso lists each GPT partition as "GPT start and size : N START BLOCKS".
+	re := regexp.MustCompile(`(?m)^GPT start and size :\s+(\d+)\s+(\d+)\s+(\d+)`)
+	m := re.FindAllStringSubmatch(rep, -1)
+	if len(m) != len(sa.Partitions) || len(m) == 0 {
+		t.Fatalf("kiln found %d GPT partitions, xorriso %d:\n%s", len(sa.Partitions), len(m), rep)
+	}
+	for i, p := range sa.Partitions {
+		if m[i][1] != strconv.Itoa(p.Index) || m[i][2] != strconv.FormatUint(p.FirstLBA, 10) || m[i][3] != strconv.FormatUint(p.LastLBA-p.FirstLBA+1, 10) {
+			t.Errorf("partition %d: kiln %+v, xorriso %v", i, p, m[i][1:])
+		}
+	}
+	// -isohybrid-gpt-basdat: the second partition is efiboot.img, typed
+	// basic data, as on RHEL 9 media.
+	r := open(t, image)
+	esp, _ := r.Stat("images/efiboot.img")
+	if p := sa.Partitions[1]; p.FirstLBA != uint64(esp.Extents[0].LBA)*4 || p.TypeGUID != GUIDBasicData {
+		t.Errorf("partition 2 = %+v, efiboot.img at ISO LBA %d", p, esp.Extents[0].LBA)
+	}
+}
+
+func TestInspect(t *testing.T) {
+	_, image := fixture(t)
+	f, _ := os.Open(image)
+	defer f.Close()
+	st, _ := f.Stat()
+	in, err := Inspect(f, st.Size())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in.VolumeID != "Rocky-9-5-x86_64-dvd" || in.MD5Implanted || in.TreeInfo == nil || in.TreeInfo.Family != "Rocky" || in.TreeInfo.Version != "9.5" || in.TreeInfo.Arch != "x86_64" {
+		t.Errorf("inspection %+v, treeinfo %+v", in, in.TreeInfo)
+	}
+	if len(in.ElTorito) != 2 || in.ElTorito[0].File != "isolinux/isolinux.bin" || in.ElTorito[1].File != "images/efiboot.img" || in.ElTorito[1].Platform != "UEFI" {
+		t.Errorf("El Torito %+v", in.ElTorito)
+	}
+	paths := []string{}
+	for _, c := range in.BootConfigs {
+		paths = append(paths, c.Image+":"+c.Path)
+		if len(c.Cmdlines) == 0 || !strings.Contains(c.Cmdlines[0], "inst.stage2=hd:LABEL=Rocky-9-5-x86_64-dvd") {
+			t.Errorf("%s: command lines %q", c.Path, c.Cmdlines)
+		}
+	}
+	if strings.Join(paths, ",") != ":isolinux/isolinux.cfg,:EFI/BOOT/grub.cfg,images/efiboot.img:EFI/BOOT/grub.cfg" {
+		t.Errorf("boot configs %v", paths)
+	}
+	// After implantisomd5, the checksum is seen.
+	if _, err := exec.LookPath("implantisomd5"); err == nil {
+		cp := filepath.Join(t.TempDir(), "md5.iso")
+		data, _ := os.ReadFile(image)
+		os.WriteFile(cp, data, 0o644)
+		run(t, "implantisomd5", cp)
+		g, _ := os.Open(cp)
+		defer g.Close()
+		in2, err := Inspect(g, int64(len(data)))
+		if err != nil || !in2.MD5Implanted {
+			t.Errorf("after implantisomd5: %v, %v", in2.MD5Implanted, err)
+		}
+	}
+}
+
+func TestKernelCmdlines(t *testing.T) {
+	got := KernelCmdlines("label a\n  append initrd=i.img inst.ks=x quiet\nmenuentry 'x' {\n\tlinuxefi /images/pxeboot/vmlinuz inst.stage2=hd:LABEL=A\\x20B quiet\n\tinitrdefi /i\n}\n  linux /vmlinuz\n")
+	want := []string{"initrd=i.img inst.ks=x quiet", `inst.stage2=hd:LABEL=A\x20B quiet`, ""}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("KernelCmdlines = %q", got)
+	}
+}

@@ -90,6 +90,7 @@ func commands() []command {
 	return []command{
 		{"ks", "check and render kickstarts (ks validate, ks render)", runKS},
 		{"tdl", "check Oz TDL templates (tdl validate)", runTDL},
+		{"iso", "inspect installer ISOs (iso inspect)", runISO},
 		{"serve", "serve a kickstart, mirror proxy and files for PXE and physical installs", runServe},
 		{"cache", "report or clean the mirror cache (cache clean)", runCache},
 		{"vm", "boot a VM under kiln's supervisor (media checks, --dry-run)", runVM},

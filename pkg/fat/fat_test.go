@@ -1,0 +1,88 @@
+package fat
+
+import (
+	"bytes"
+	"errors"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/kiln-build/kiln/internal/testutil"
+)
+
+func mkfat(t *testing.T, kib, fatBits string) string {
+	t.Helper()
+	testutil.RequireTool(t, "mkfs.fat")
+	testutil.RequireTool(t, "mcopy")
+	dir := t.TempDir()
+	img := filepath.Join(dir, "efiboot.img")
+	args := []string{"-C", img, kib}
+	if fatBits != "" {
+		args = append([]string{"-F", fatBits}, args...)
+	}
+	if out, err := exec.Command("mkfs.fat", args...).CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.fat: %v %s", err, out)
+	}
+	cfg := filepath.Join(dir, "grub.cfg")
+	os.WriteFile(cfg, []byte(strings.Repeat("menuentry 'Install Rocky Linux 9' { linuxefi /images/pxeboot/vmlinuz quiet }\n", 100)), 0o644)
+	long := filepath.Join(dir, "a-long-file-name.conf")
+	os.WriteFile(long, []byte("long name"), 0o644)
+	for _, c := range [][]string{
+		{"mmd", "-i", img, "::/EFI", "::/EFI/BOOT"},
+		{"mcopy", "-i", img, cfg, "::/EFI/BOOT/grub.cfg"},
+		{"mcopy", "-i", img, long, "::/EFI/BOOT/a-long-file-name.conf"},
+	} {
+		cmd := exec.Command(c[0], c[1:]...)
+		cmd.Env = append(os.Environ(), "MTOOLS_SKIP_CHECK=1")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v %s", c, err, out)
+		}
+	}
+	return img
+}
+
+func TestReadFile(t *testing.T) {
+	for _, tc := range []struct{ kib, bits string }{{"2048", ""}, {"20480", "16"}, {"40960", "32"}} {
+		img := mkfat(t, tc.kib, tc.bits)
+		data, _ := os.ReadFile(img)
+		f, err := NewReader(bytes.NewReader(data), int64(len(data)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := f.ReadFile("/efi/boot/GRUB.CFG")
+		want, _ := os.ReadFile(filepath.Join(filepath.Dir(img), "grub.cfg"))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("FAT%d: grub.cfg = %d bytes, %v", f.Type, len(got), err)
+		}
+		if got, err := f.ReadFile("EFI/BOOT/a-long-file-name.conf"); err != nil || string(got) != "long name" {
+			t.Errorf("FAT%d: long name: %q, %v", f.Type, got, err)
+		}
+		if _, err := f.ReadFile("EFI/nope"); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("FAT%d: missing file: %v", f.Type, err)
+		}
+		wantType := map[string]int{"": 12, "16": 16, "32": 32}[tc.bits]
+		if f.Type != wantType {
+			t.Errorf("type FAT%d, want FAT%d", f.Type, wantType)
+		}
+	}
+}
+
+func TestNotFAT(t *testing.T) {
+	if _, err := NewReader(bytes.NewReader(make([]byte, 4096)), 4096); !errors.Is(err, ErrFormat) {
+		t.Errorf("zeros: %v", err)
+	}
+}
+
+func FuzzReader(f *testing.F) {
+	f.Add(make([]byte, 1024))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fsys, err := NewReader(bytes.NewReader(data), int64(len(data)))
+		if err != nil {
+			return
+		}
+		fsys.ReadFile("EFI/BOOT/grub.cfg")
+	})
+}
