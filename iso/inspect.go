@@ -35,7 +35,7 @@ type BootImage struct {
 // BootConfig is a boot loader configuration and the kernel command lines
 // of its entries.
 type BootConfig struct {
-	Path     string   `json:"path"`             // in the ISO tree, or inside the EFI image
+	Path     string   `json:"path"`            // in the ISO tree, or inside the EFI image
 	Image    string   `json:"image,omitempty"` // the EFI image it is inside, if any
 	Cmdlines []string `json:"cmdlines"`
 }
