@@ -399,3 +399,41 @@ func TestKernelCmdlines(t *testing.T) {
 		t.Errorf("KernelCmdlines = %q", got)
 	}
 }
+
+func TestImplantMD5MatchesIsomd5sum(t *testing.T) {
+	_, image := fixture(t)
+	implant := testutil.RequireTool(t, "implantisomd5")
+	check := testutil.RequireTool(t, "checkisomd5")
+	data, _ := os.ReadFile(image)
+	dir := t.TempDir()
+	ours, theirs := filepath.Join(dir, "kiln.iso"), filepath.Join(dir, "isomd5sum.iso")
+	os.WriteFile(ours, data, 0o644)
+	os.WriteFile(theirs, data, 0o644)
+	f, err := os.OpenFile(ours, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ImplantMD5(f); err != nil {
+		t.Fatal(err)
+	}
+	ok, err := CheckMD5(f)
+	f.Close()
+	if !ok || err != nil {
+		t.Errorf("CheckMD5 after ImplantMD5 = %v, %v", ok, err)
+	}
+	run(t, implant, "--force", theirs)
+	a, _ := os.ReadFile(ours)
+	b, _ := os.ReadFile(theirs)
+	if !bytes.Equal(a, b) {
+		off := 16*SectorSize + appUseOffset
+		t.Errorf("kiln's implant differs from implantisomd5's:\nkiln: %q\nthem: %q", a[off:off+200], b[off:off+200])
+	}
+	if out, err := exec.Command(check, "--verbose", ours).CombinedOutput(); err != nil {
+		t.Errorf("checkisomd5 rejects kiln's implant: %v\n%s", err, out)
+	}
+	// A damaged image fails the check.
+	a[len(a)-20*SectorSize] ^= 0xff
+	if ok, err := CheckMD5(bytes.NewReader(a)); ok || err == nil {
+		t.Error("a damaged image passed")
+	}
+}
