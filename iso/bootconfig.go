@@ -1,0 +1,196 @@
+package iso
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+)
+
+// UdevEscape escapes a volume label the way udev does in
+// /dev/disk/by-label names, which inst.ks=hd:LABEL= and inst.stage2= use:
+// anything but [A-Za-z0-9#+-.:=@_] becomes \xNN.
+func UdevEscape(label string) string {
+	var sb strings.Builder
+	for i := 0; i < len(label); i++ {
+		c := label[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("#+-.:=@_", c) >= 0 {
+			sb.WriteByte(c)
+			continue
+		}
+		fmt.Fprintf(&sb, `\x%02x`, c)
+	}
+	return sb.String()
+}
+
+// ConfigEdit says how to change every install entry of a boot loader
+// configuration.
+type ConfigEdit struct {
+	Append    []string // arguments to add (inst.ks=... among them)
+	Remove    []string // arguments to drop: "rd.live.check" or "inst.ks" drops "inst.ks=..." too
+	OldLabel  string   // the volume label being replaced, when it changes
+	NewLabel  string
+	Timeout   int  // menu timeout in seconds; negative keeps it
+	Unattend  bool // make the plain install entry the default
+}
+
+var (
+	isolinuxTimeout = regexp.MustCompile(`(?im)^(\s*timeout\s+)\d+`)
+	grubTimeout     = regexp.MustCompile(`(?m)^(\s*set\s+timeout=)\S+`)
+	grubDefault     = regexp.MustCompile(`(?m)^(\s*set\s+default=)\S+`)
+)
+
+// editArgs rewrites one kernel argument list.
+func (e ConfigEdit) editArgs(args []string) []string {
+	var out []string
+	for _, a := range args {
+		drop := false
+		key, _, _ := strings.Cut(a, "=")
+		for _, r := range e.Remove {
+			if a == r || key == r {
+				drop = true
+			}
+		}
+		// An appended argument replaces an older one of the same key.
+		for _, n := range e.Append {
+			if nk, _, _ := strings.Cut(n, "="); nk == key && strings.Contains(n, "=") {
+				drop = true
+			}
+		}
+		if !drop {
+			out = append(out, a)
+		}
+	}
+	return append(out, e.Append...)
+}
+
+// isInstallEntry reports whether a kernel line boots the installer (it
+// names the install media), rather than a rescue or memory test entry.
+func isInstallEntry(args []string) bool {
+	for _, a := range args {
+		if strings.HasPrefix(a, "inst.stage2=") || strings.HasPrefix(a, "inst.repo=") || strings.HasPrefix(a, "root=live:") {
+			return true
+		}
+	}
+	return false
+}
+
+// EditIsolinux edits an isolinux.cfg: the append lines of install entries,
+// the timeout (tenths of a second there), the default entry, the label.
+func EditIsolinux(cfg string, e ConfigEdit) string {
+	if e.OldLabel != "" && e.NewLabel != "" {
+		cfg = replaceLabel(cfg, e.OldLabel, e.NewLabel)
+	}
+	lines := strings.SplitAfter(cfg, "\n")
+	// Find the labels, their append lines, and "menu default".
+	type entry struct{ label, appendLine, defaultLine int }
+	var entries []entry
+	cur := -1
+	for i, l := range lines {
+		f := strings.Fields(l)
+		if len(f) == 0 {
+			continue
+		}
+		switch strings.ToLower(f[0]) {
+		case "label":
+			entries = append(entries, entry{label: i, appendLine: -1, defaultLine: -1})
+			cur = len(entries) - 1
+		case "append":
+			if cur >= 0 {
+				entries[cur].appendLine = i
+				args := e.editArgs(f[1:])
+				if isInstallEntry(f[1:]) {
+					lines[i] = indentOf(l) + f[0] + " " + strings.Join(args, " ") + eol(l)
+				}
+			}
+		case "menu":
+			if cur >= 0 && len(f) > 1 && strings.EqualFold(f[1], "default") {
+				entries[cur].defaultLine = i
+			}
+		}
+	}
+	if e.Unattend {
+		// The first plain install entry becomes the default; "Test this
+		// media" stops being it.
+		install := -1
+		for i, en := range entries {
+			if en.appendLine >= 0 && isInstallEntry(strings.Fields(lines[en.appendLine])[1:]) && !strings.Contains(lines[en.appendLine], "rd.live.check") {
+				install = i
+				break
+			}
+		}
+		if install >= 0 {
+			for _, en := range entries {
+				if en.defaultLine >= 0 {
+					lines[en.defaultLine] = ""
+				}
+			}
+			en := entries[install]
+			lines[en.label] = lines[en.label] + indentOf(lines[en.appendLine]) + "menu default" + eol(lines[en.label])
+		}
+	}
+	out := strings.Join(lines, "")
+	if e.Timeout >= 0 {
+		out = isolinuxTimeout.ReplaceAllString(out, fmt.Sprintf("${1}%d", e.Timeout*10))
+	}
+	return out
+}
+
+// EditGrub edits a grub.cfg: linux/linuxefi lines of install entries, the
+// timeout, the default entry, and labels in search --label and arguments.
+func EditGrub(cfg string, e ConfigEdit) string {
+	if e.OldLabel != "" && e.NewLabel != "" {
+		cfg = replaceLabel(cfg, e.OldLabel, e.NewLabel)
+	}
+	lines := strings.SplitAfter(cfg, "\n")
+	entry, install := -1, -1
+	for i, l := range lines {
+		f := strings.Fields(l)
+		if len(f) == 0 {
+			continue
+		}
+		switch f[0] {
+		case "menuentry":
+			entry++
+		case "linux", "linuxefi", "linux16":
+			if len(f) < 2 || !isInstallEntry(f[2:]) {
+				continue
+			}
+			lines[i] = indentOf(l) + f[0] + " " + f[1] + " " + strings.Join(e.editArgs(f[2:]), " ") + eol(l)
+			if install < 0 && !strings.Contains(l, "rd.live.check") {
+				install = entry
+			}
+		}
+	}
+	out := strings.Join(lines, "")
+	if e.Timeout >= 0 {
+		out = grubTimeout.ReplaceAllString(out, fmt.Sprintf("${1}%d", e.Timeout))
+	}
+	if e.Unattend && install >= 0 {
+		out = grubDefault.ReplaceAllString(out, fmt.Sprintf(`${1}"%d"`, install))
+	}
+	return out
+}
+
+// replaceLabel swaps a volume label, raw and udev-escaped.
+func replaceLabel(cfg, old, new string) string {
+	cfg = strings.ReplaceAll(cfg, "LABEL="+UdevEscape(old), "LABEL="+UdevEscape(new))
+	cfg = strings.ReplaceAll(cfg, "LABEL="+old, "LABEL="+UdevEscape(new))
+	for _, flag := range []string{"--label", "-l"} {
+		cfg = strings.ReplaceAll(cfg, flag+" '"+old+"'", flag+" '"+new+"'")
+		cfg = strings.ReplaceAll(cfg, flag+` "`+old+`"`, flag+` "`+new+`"`)
+		cfg = strings.ReplaceAll(cfg, flag+" "+old, flag+" '"+new+"'")
+	}
+	return cfg
+}
+
+func indentOf(l string) string { return l[:len(l)-len(strings.TrimLeft(l, " \t"))] }
+
+func eol(l string) string {
+	if strings.HasSuffix(l, "\r\n") {
+		return "\r\n"
+	}
+	if strings.HasSuffix(l, "\n") {
+		return "\n"
+	}
+	return ""
+}
