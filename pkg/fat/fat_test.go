@@ -86,3 +86,41 @@ func FuzzReader(f *testing.F) {
 		fsys.ReadFile("EFI/BOOT/grub.cfg")
 	})
 }
+
+func TestWriteFile(t *testing.T) {
+	fsck := testutil.RequireTool(t, "fsck.fat")
+	for _, tc := range []struct{ kib, bits string }{{"2048", ""}, {"20480", "16"}, {"40960", "32"}} {
+		img := mkfat(t, tc.kib, tc.bits)
+		for _, content := range []string{
+			strings.Repeat("grown ", 5000), // more clusters
+			"shrunk to a line\n",           // fewer clusters
+			strings.Repeat("x", 2048*3+1),  // an exact odd size
+		} {
+			fh, err := os.OpenFile(img, os.O_RDWR, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st, _ := fh.Stat()
+			f, err := NewReader(fh, st.Size())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := f.WriteFile(fh, "EFI/BOOT/grub.cfg", []byte(content)); err != nil {
+				t.Fatal(err)
+			}
+			got, err := f.ReadFile("EFI/BOOT/grub.cfg")
+			fh.Close()
+			if err != nil || string(got) != content {
+				t.Errorf("FAT%d: read back %d bytes, %v", f.Type, len(got), err)
+			}
+			if out, err := exec.Command(fsck, "-n", img).CombinedOutput(); err != nil {
+				t.Errorf("FAT%d: fsck.fat -n: %v\n%s", f.Type, err, out)
+			}
+			cmd := exec.Command("mtype", "-i", img, "::/EFI/BOOT/grub.cfg")
+			cmd.Env = append(os.Environ(), "MTOOLS_SKIP_CHECK=1")
+			if out, err := cmd.Output(); err != nil || string(out) != content {
+				t.Errorf("FAT%d: mtype reads %d bytes, %v", f.Type, len(out), err)
+			}
+		}
+	}
+}
