@@ -25,12 +25,12 @@ func UdevEscape(label string) string {
 // ConfigEdit says how to change every install entry of a boot loader
 // configuration.
 type ConfigEdit struct {
-	Append    []string // arguments to add (inst.ks=... among them)
-	Remove    []string // arguments to drop: "rd.live.check" or "inst.ks" drops "inst.ks=..." too
-	OldLabel  string   // the volume label being replaced, when it changes
-	NewLabel  string
-	Timeout   int  // menu timeout in seconds; negative keeps it
-	Unattend  bool // make the plain install entry the default
+	Append   []string // arguments to add (inst.ks=... among them)
+	Remove   []string // arguments to drop: "rd.live.check" or "inst.ks" drops "inst.ks=..." too
+	OldLabel string   // the volume label being replaced, when it changes
+	NewLabel string
+	Timeout  int  // menu timeout in seconds; negative keeps it
+	Unattend bool // make the plain install entry the default
 }
 
 var (
