@@ -45,3 +45,49 @@ func TestISOInspect(t *testing.T) {
 		t.Errorf("not an ISO: exit %d %s", code, errOut)
 	}
 }
+
+func TestISORemaster(t *testing.T) {
+	xorriso := testutil.RequireTool(t, "xorriso")
+	dir := t.TempDir()
+	tree := filepath.Join(dir, "tree")
+	os.MkdirAll(filepath.Join(tree, "isolinux"), 0o755)
+	os.WriteFile(filepath.Join(tree, "isolinux", "isolinux.cfg"), []byte("timeout 600\nlabel linux\n  kernel vmlinuz\n  append initrd=initrd.img inst.stage2=hd:LABEL=TEST quiet\n"), 0o644)
+	in := filepath.Join(dir, "in.iso")
+	if out, err := exec.Command(xorriso, "-as", "mkisofs", "-o", in, "-V", "TEST", "-R", "-J", tree).CombinedOutput(); err != nil {
+		t.Fatalf("xorriso: %v %s", err, out)
+	}
+	good := writeFile(t, "good.ks", "text\nlang en_US.UTF-8\nrootpw --lock\nautopart\npoweroff\n")
+	bad := writeFile(t, "bad.ks", "install\ntext\n")
+	out := filepath.Join(dir, "out.iso")
+	code, _, errOut := kiln(t, "", "iso", "--ks", bad, in, out)
+	if code != 3 || !strings.Contains(errOut, "bad.ks:1: install has been removed") {
+		t.Errorf("invalid kickstart: exit %d, %s", code, errOut)
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Error("an output was written for an invalid kickstart")
+	}
+	t.Setenv("SOURCE_DATE_EPOCH", "1700000000")
+	code, stdout, errOut := kiln(t, "", "iso", "--ks", good, "--cmdline", "console=ttyS0", in, out)
+	if code != 0 || !strings.Contains(stdout, "boots with inst.ks=hd:LABEL=TEST:/ks.cfg") {
+		t.Fatalf("remaster: exit %d, %s %s", code, stdout, errOut)
+	}
+	_, insp, _ := kiln(t, "", "iso", "inspect", out)
+	if !strings.Contains(insp, "inst.stage2=hd:LABEL=TEST inst.ks=hd:LABEL=TEST:/ks.cfg console=ttyS0") && !strings.Contains(insp, "console=ttyS0 inst.ks=hd:LABEL=TEST:/ks.cfg") {
+		t.Errorf("inspect after remaster:\n%s", insp)
+	}
+	if code, _, _ := kiln(t, "", "iso", "--ks", good, in, out); code != 3 {
+		t.Errorf("an existing output without --force: exit %d", code)
+	}
+	again := filepath.Join(dir, "again.iso")
+	if code, _, _ := kiln(t, "", "iso", "--ks", good, "--cmdline", "console=ttyS0", in, again); code != 0 {
+		t.Fatal("second remaster failed")
+	}
+	a, _ := os.ReadFile(out)
+	b, _ := os.ReadFile(again)
+	if string(a) != string(b) {
+		t.Error("SOURCE_DATE_EPOCH did not make the output reproducible")
+	}
+	if code, _, _ := kiln(t, "", "iso", in, out); code != 2 {
+		t.Errorf("missing --ks: exit %d", code)
+	}
+}

@@ -90,7 +90,7 @@ func commands() []command {
 	return []command{
 		{"ks", "check and render kickstarts (ks validate, ks render)", runKS},
 		{"tdl", "check Oz TDL templates (tdl validate)", runTDL},
-		{"iso", "inspect installer ISOs (iso inspect)", runISO},
+		{"iso", "remaster an installer ISO with a kickstart; iso inspect", runISO},
 		{"serve", "serve a kickstart, mirror proxy and files for PXE and physical installs", runServe},
 		{"cache", "report or clean the mirror cache (cache clean)", runCache},
 		{"vm", "boot a VM under kiln's supervisor (media checks, --dry-run)", runVM},
@@ -113,7 +113,7 @@ Global flags:
 
 Examples:
   kiln ks validate my-rocky9.ks
-  kiln ks render --poweroff my-rocky9.ks > served.ks
+  kiln iso --ks my-rocky9.ks Rocky-9.5-x86_64-dvd.iso rocky9-install.iso
 
 Exit codes:
   0  success
