@@ -32,6 +32,7 @@ func FuzzReader(f *testing.F) {
 	}
 	f.Add(make([]byte, 20*SectorSize))
 	f.Fuzz(func(t *testing.T, data []byte) {
+		ReadSystemArea(bytes.NewReader(data), int64(len(data)))
 		r, err := NewReader(bytes.NewReader(data), int64(len(data)))
 		if err != nil {
 			return
