@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -206,5 +207,28 @@ func TestRemasterErrors(t *testing.T) {
 	left, _ := filepath.Glob(filepath.Join(dir, ".*kiln*"))
 	if len(left) != 0 {
 		t.Errorf("temporary files left: %v", left)
+	}
+}
+
+func TestRemasterFullDisk(t *testing.T) {
+	_, image := fixture(t)
+	if os.Getuid() != 0 {
+		if testutil.InCI() {
+			t.Fatal("mounting a small tmpfs needs root")
+		}
+		t.Skip("mounting a small tmpfs needs root")
+	}
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "kiln-iso-test", dir).CombinedOutput(); err != nil {
+		t.Fatalf("mount tmpfs: %v %s", err, out)
+	}
+	defer exec.Command("umount", dir).Run()
+	out := filepath.Join(dir, "out.iso")
+	_, err := Remaster(image, out, Options{Kickstart: []byte(testKS)})
+	if err == nil || !errors.Is(err, syscall.ENOSPC) {
+		t.Errorf("Remaster onto a full disk: %v", err)
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Errorf("left behind on the full disk: %v", left)
 	}
 }

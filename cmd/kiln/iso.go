@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/kiln-build/kiln/iso"
@@ -188,6 +189,9 @@ func runISORemaster(ctx context.Context, e *env, args []string) error {
 		}
 		if strings.Contains(err.Error(), "--force") {
 			return &invalidError{err: err}
+		}
+		if errors.Is(err, syscall.ENOSPC) {
+			return &invalidError{err: fmt.Errorf("the disk holding %s is full; nothing was written: %w", out, err)}
 		}
 		return err
 	}
