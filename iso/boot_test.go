@@ -18,9 +18,8 @@ import (
 )
 
 var (
-	bootOnce sync.Once
-	bootISO  string
-	bootErr  error
+	bootMu  sync.Mutex
+	bootISO = map[string]string{}
 )
 
 // grubModules are what the test's GRUB needs to find the media and boot
@@ -28,24 +27,34 @@ var (
 var grubModules = []string{"part_gpt", "part_msdos", "fat", "iso9660", "normal", "configfile", "linux", "search",
 	"search_label", "search_fs_file", "echo", "test", "boot", "serial", "terminal", "ls", "all_video", "gzio"}
 
-// bootFixture builds an EL9-layout ISO that really boots: isolinux for
-// BIOS, GRUB in images/efiboot.img for UEFI, Debian's kernel, and an
-// initrd whose init prints the kernel command line and powers off.
-func bootFixture(t *testing.T) string {
+// bootFixture builds an ISO that really boots, in one of two layouts:
+// "el9" (isolinux for BIOS, GRUB in images/efiboot.img for UEFI, isohybrid
+// MBR and GPT) or "el10" (GRUB2 for BIOS with grub2-boot-info, the EFI
+// image appended as a GPT partition, a partition offset of 16 blocks).
+// Both carry Debian's kernel and an initrd whose init prints the kernel
+// command line and powers off.
+func bootFixture(t *testing.T, layout string) string {
 	t.Helper()
 	for _, tool := range []string{"xorriso", "mkfs.fat", "mmd", "mcopy", "grub-mkimage", "qemu-system-x86_64", "go"} {
 		testutil.RequireTool(t, tool)
 	}
 	testutil.RequireFile(t, "/usr/lib/syslinux/modules/bios/ldlinux.c32")
 	testutil.RequireFile(t, "/usr/lib/grub/x86_64-efi/linux.mod")
-	bootOnce.Do(func() { bootISO, bootErr = buildBootFixture(t) })
-	if bootErr != nil {
-		t.Fatal(bootErr)
+	testutil.RequireFile(t, "/usr/lib/grub/i386-pc/boot_hybrid.img")
+	bootMu.Lock()
+	defer bootMu.Unlock()
+	if p := bootISO[layout]; p != "" {
+		return p
 	}
-	return bootISO
+	p, err := buildBootFixture(t, layout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bootISO[layout] = p
+	return p
 }
 
-func buildBootFixture(t *testing.T) (string, error) {
+func buildBootFixture(t *testing.T, layout string) (string, error) {
 	kernel, _, err := guest.Kernel()
 	if err != nil {
 		return "", err
@@ -55,9 +64,9 @@ func buildBootFixture(t *testing.T) (string, error) {
 			return "", err
 		}
 	}
-	dir := filepath.Join(fixtureDir, "boot")
+	dir := filepath.Join(fixtureDir, "boot-"+layout)
 	tree := filepath.Join(dir, "tree")
-	for _, d := range []string{"isolinux", "images/pxeboot", "EFI/BOOT"} {
+	for _, d := range []string{"isolinux", "images/pxeboot", "EFI/BOOT", "boot/grub2"} {
 		os.MkdirAll(filepath.Join(tree, d), 0o755)
 	}
 	init := filepath.Join(dir, "init")
@@ -90,20 +99,42 @@ func buildBootFixture(t *testing.T) (string, error) {
 	}
 	os.WriteFile(filepath.Join(tree, "EFI/BOOT/grub.cfg"), grubCfg("tree"), 0o644)
 	os.WriteFile(filepath.Join(dir, "esp-grub.cfg"), grubCfg("esp"), 0o644)
+	if layout == "el10" {
+		os.RemoveAll(filepath.Join(tree, "isolinux"))
+		os.WriteFile(filepath.Join(tree, "boot/grub2/grub.cfg"), grubCfg("bios"), 0o644)
+		bios := append([]string{"-O", "i386-pc-eltorito", "-d", "/usr/lib/grub/i386-pc", "-p", "/boot/grub2", "-o", filepath.Join(tree, "images/eltorito.img"),
+			"iso9660", "biosdisk"}, "part_gpt", "part_msdos", "normal", "configfile", "linux", "search", "search_label", "echo", "test", "serial", "terminal", "ls", "gzio")
+		if out, err := exec.Command("grub-mkimage", bios...).CombinedOutput(); err != nil {
+			return "", fmt.Errorf("grub-mkimage i386-pc: %v %s", err, out)
+		}
+	}
 	efi := filepath.Join(tree, "EFI/BOOT/BOOTX64.EFI")
 	mk := append([]string{"-O", "x86_64-efi", "-d", "/usr/lib/grub/x86_64-efi", "-p", "/EFI/BOOT", "-o", efi}, grubModules...)
 	if out, err := exec.Command("grub-mkimage", mk...).CombinedOutput(); err != nil {
 		return "", fmt.Errorf("grub-mkimage: %v %s", err, out)
 	}
 	esp := filepath.Join(tree, "images/efiboot.img")
+	if layout == "el10" {
+		esp = filepath.Join(dir, "efiboot.img") // appended, not in the tree
+	}
+	image := filepath.Join(dir, layout+"-boot.iso")
+	mkiso := []string{"xorriso", "-as", "mkisofs", "-o", image, "-isohybrid-mbr", "/usr/lib/ISOLINUX/isohdpfx.bin",
+		"-b", "isolinux/isolinux.bin", "-c", "isolinux/boot.cat", "-boot-load-size", "4", "-boot-info-table", "-no-emul-boot",
+		"-eltorito-alt-boot", "-e", "images/efiboot.img", "-no-emul-boot", "-isohybrid-gpt-basdat", "-R", "-J", "-V", "KILN-TEST", tree}
+	if layout == "el10" {
+		mkiso = []string{"xorriso", "-as", "mkisofs", "-o", image, "-R", "-J", "-V", "KILN-TEST",
+			"--grub2-mbr", "/usr/lib/grub/i386-pc/boot_hybrid.img", "-partition_offset", "16", "-appended_part_as_gpt",
+			"-append_partition", "2", "C12A7328-F81F-11D2-BA4B-00A0C93EC93B", esp,
+			"-iso_mbr_part_type", "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7", "-c", "boot.cat", "--boot-catalog-hide",
+			"-b", "images/eltorito.img", "-no-emul-boot", "-boot-load-size", "4", "-boot-info-table", "--grub2-boot-info",
+			"-eltorito-alt-boot", "-e", "--interval:appended_partition_2:all::", "-no-emul-boot", tree}
+	}
 	for _, c := range [][]string{
 		{"mkfs.fat", "-C", "-n", "ANACONDA", esp, "4096"},
 		{"mmd", "-i", esp, "::/EFI", "::/EFI/BOOT"},
 		{"mcopy", "-i", esp, efi, "::/EFI/BOOT/BOOTX64.EFI"},
 		{"mcopy", "-i", esp, filepath.Join(dir, "esp-grub.cfg"), "::/EFI/BOOT/grub.cfg"},
-		{"xorriso", "-as", "mkisofs", "-o", filepath.Join(dir, "el9-boot.iso"), "-isohybrid-mbr", "/usr/lib/ISOLINUX/isohdpfx.bin",
-			"-b", "isolinux/isolinux.bin", "-c", "isolinux/boot.cat", "-boot-load-size", "4", "-boot-info-table", "-no-emul-boot",
-			"-eltorito-alt-boot", "-e", "images/efiboot.img", "-no-emul-boot", "-isohybrid-gpt-basdat", "-R", "-J", "-V", "KILN-TEST", tree},
+		mkiso,
 	} {
 		cmd := exec.Command(c[0], c[1:]...)
 		cmd.Env = append(os.Environ(), "MTOOLS_SKIP_CHECK=1")
@@ -111,7 +142,7 @@ func buildBootFixture(t *testing.T) (string, error) {
 			return "", fmt.Errorf("%v: %v %s", c, err, out)
 		}
 	}
-	return filepath.Join(dir, "el9-boot.iso"), nil
+	return image, nil
 }
 
 // extractESP copies the EFI system partition out of an image, as firmware
@@ -151,9 +182,15 @@ func extractESP(t *testing.T, image string) string {
 // kickstart argument each time.
 func TestRemasteredMediaBoot(t *testing.T) {
 	if testing.Short() {
-		t.Skip("boots five VMs")
+		t.Skip("boots ten VMs")
 	}
-	src := bootFixture(t)
+	for _, layout := range []string{"el9", "el10"} {
+		t.Run(layout, func(t *testing.T) { testBootModes(t, layout) })
+	}
+}
+
+func testBootModes(t *testing.T, layout string) {
+	src := bootFixture(t, layout)
 	out := filepath.Join(t.TempDir(), "ks.iso")
 	if _, err := Remaster(src, out, Options{Kickstart: []byte(testKS), Timeout: 1, Time: time.Unix(1700000000, 0)}); err != nil {
 		t.Fatal(err)
@@ -221,4 +258,57 @@ func tail(b []byte) string {
 		b = b[len(b)-3000:]
 	}
 	return string(b)
+}
+
+// TestRemasterPartitionTree checks the second tree of an image with a
+// partition offset: mounted from the partition, it shows the new files
+// and edited configurations too.
+func TestRemasterPartitionTree(t *testing.T) {
+	src := bootFixture(t, "el10")
+	out := filepath.Join(t.TempDir(), "ks.iso")
+	if _, err := Remaster(src, out, Options{Kickstart: []byte(testKS), Timeout: 1}); err != nil {
+		t.Fatal(err)
+	}
+	f, size := mustOpen(t, out)
+	sa, err := ReadSystemArea(f, size)
+	if err != nil || len(sa.Partitions) < 2 || sa.Partitions[0].FirstLBA != 64 {
+		t.Fatalf("system area %+v, %v", sa, err)
+	}
+	p := sa.Partitions[0]
+	part := io.NewSectionReader(f, int64(p.FirstLBA)*512, int64(p.LastLBA-p.FirstLBA+1)*512)
+	r, err := NewReader(part, part.Size())
+	if err != nil {
+		t.Fatalf("the partition's tree: %v", err)
+	}
+	ks, err := r.Stat("ks.cfg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := io.ReadAll(ks.Open()); string(b) != testKS {
+		t.Errorf("ks.cfg through the partition = %q", b)
+	}
+	jf, err := r.JolietReadDir("")
+	found := false
+	for _, j := range jf {
+		found = found || j.Name == "ks.cfg"
+	}
+	if err != nil || !found {
+		t.Errorf("the partition's Joliet tree lacks ks.cfg: %v", err)
+	}
+	cfg, _ := r.Stat("boot/grub2/grub.cfg")
+	if b, _ := io.ReadAll(cfg.Open()); !strings.Contains(string(b), "inst.ks=hd:LABEL=KILN-TEST:/ks.cfg") {
+		t.Errorf("boot/grub2/grub.cfg through the partition:\n%s", b)
+	}
+	// The ESP partition moved after the new files and did not overlap the
+	// ISO partition.
+	if esp := sa.Partitions[1]; esp.TypeGUID != GUIDESP || esp.FirstLBA <= p.LastLBA {
+		t.Errorf("ESP %+v overlaps the ISO partition %+v", esp, p)
+	}
+	if outp, err := exec.Command("checkisomd5", out).CombinedOutput(); err != nil {
+		t.Errorf("checkisomd5: %v %s", err, outp)
+	}
+	rep := run(t, "xorriso", "-indev", out, "-report_system_area", "plain")
+	if strings.Contains(rep, "WARNING") || strings.Contains(rep, "FAILURE") {
+		t.Errorf("xorriso:\n%s", rep)
+	}
 }

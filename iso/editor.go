@@ -16,8 +16,9 @@ import (
 // reference a move breaks (the parent's record, the "." and ".." records,
 // the descriptors' root records and the path tables).
 type editor struct {
-	f      *os.File
-	end    uint32 // the next free LBA
+	f      rwAt     // the image; for a partition's tree, a view of it
+	file   *os.File // the image file itself, to resize it
+	end    uint32   // the next free LBA
 	rr     bool
 	pvd    *VolumeDescriptor
 	joliet *VolumeDescriptor
@@ -25,7 +26,34 @@ type editor struct {
 	moved  bool // a directory moved or was created: rewrite the path tables
 	t      time.Time
 	ino    uint32
+	// changes are the files replaced or added, for a partition's tree.
+	changes []change
 }
+
+// change is one file given new content or added, with where its data is.
+type change struct {
+	path  string
+	lba   uint32 // absolute
+	size  uint32
+	mode  fs.FileMode
+	added bool
+}
+
+// rwAt is what an editor patches: the image, or the part of it a
+// partition's own directory tree counts its blocks from.
+type rwAt interface {
+	io.ReaderAt
+	io.WriterAt
+}
+
+// offsetRW is the image from base on.
+type offsetRW struct {
+	rw   rwAt
+	base int64
+}
+
+func (o offsetRW) ReadAt(p []byte, off int64) (int, error)  { return o.rw.ReadAt(p, off+o.base) }
+func (o offsetRW) WriteAt(p []byte, off int64) (int, error) { return o.rw.WriteAt(p, off+o.base) }
 
 // dirNode is a directory being edited, in one view ("iso" or "joliet").
 type dirNode struct {

@@ -104,7 +104,7 @@ func Remaster(src, dst string, o Options) (rep *Report, err error) {
 		o.KickstartName = "ks.cfg"
 	}
 	rep = &Report{VolumeID: r.PVD.VolumeID}
-	e := &editor{f: out, end: sectorsFor(st.Size()), rr: r.RockRidge, pvd: r.PVD, joliet: r.Joliet, dirs: map[string]*dirNode{}, t: o.Time, ino: 0x6b000000}
+	e := &editor{f: out, file: out, end: sectorsFor(st.Size()), rr: r.RockRidge, pvd: r.PVD, joliet: r.Joliet, dirs: map[string]*dirNode{}, t: o.Time, ino: 0x6b000000}
 	label := r.PVD.VolumeID
 	if o.VolumeID != "" {
 		if len(o.VolumeID) > 32 {
@@ -134,9 +134,11 @@ func Remaster(src, dst string, o Options) (rep *Report, err error) {
 		} else {
 			edited = EditGrub(string(data), edit)
 		}
-		if err := e.replaceFile(r, f, []byte(edited)); err != nil {
+		lba, err := e.replaceFile(r, f, []byte(edited))
+		if err != nil {
 			return nil, fmt.Errorf("writing %s: %w", f.Path, err)
 		}
+		e.changes = append(e.changes, change{path: f.Path, lba: lba, size: uint32(len(edited))})
 		rep.EditedConfigs = append(rep.EditedConfigs, f.Path)
 	}
 	// Boot configurations inside each EFI image.
@@ -153,9 +155,11 @@ func Remaster(src, dst string, o Options) (rep *Report, err error) {
 		}
 	}
 	if o.Kickstart != nil {
-		if err := e.addFile("", o.KickstartName, strings.NewReader(string(o.Kickstart)), int64(len(o.Kickstart)), 0o644); err != nil {
+		lba, err := e.addFile("", o.KickstartName, strings.NewReader(string(o.Kickstart)), int64(len(o.Kickstart)), 0o644)
+		if err != nil {
 			return nil, err
 		}
+		e.changes = append(e.changes, change{path: o.KickstartName, lba: lba, size: uint32(len(o.Kickstart)), mode: 0o644, added: true})
 		rep.AddedFiles = append(rep.AddedFiles, o.KickstartName)
 	}
 	for _, a := range o.Add {
@@ -168,7 +172,19 @@ func Remaster(src, dst string, o Options) (rep *Report, err error) {
 	if err := e.flush(); err != nil {
 		return nil, err
 	}
-	size, err := e.finish(r, st.Size(), o, label)
+	// Images made with a partition offset (EL10, Fedora) carry a second
+	// directory tree that counts blocks from the partition's start, for
+	// whoever mounts the partition rather than the disk: it gets the same
+	// changes, pointing at the same data.
+	part, err := e.partitionTree(r, st.Size())
+	if err != nil {
+		return nil, err
+	}
+	espMove, err := e.moveAppendedESP(r, st.Size())
+	if err != nil {
+		return nil, err
+	}
+	size, err := e.finish(r, st.Size(), o, label, part, espMove)
 	if err != nil {
 		return nil, err
 	}
@@ -199,16 +215,23 @@ func Remaster(src, dst string, o Options) (rep *Report, err error) {
 
 // replaceFile gives the file f new content: in place when it fits its
 // sectors, else at the end, with its records in both views pointed there.
-func (e *editor) replaceFile(r *Reader, f *File, data []byte) error {
+// It returns where the content now is.
+func (e *editor) replaceFile(r *Reader, f *File, data []byte) (uint32, error) {
 	old := f.Extents[0]
 	lba := old.LBA
 	if sectorsFor(int64(len(data))) > sectorsFor(int64(old.Size)) || len(data) > 0 && old.Size == 0 {
 		lba = e.alloc(sectorsFor(int64(len(data))))
 	}
 	if err := e.writeData(lba, strings.NewReader(string(data)), int64(len(data))); err != nil {
-		return err
+		return 0, err
 	}
-	if err := e.patchRecord(f.RecordLBA, f.RecordOffset, lba, uint32(len(data))); err != nil {
+	return lba, e.pointFile(r, f, lba, uint32(len(data)))
+}
+
+// pointFile patches the records of f, in both views, to lba and size.
+func (e *editor) pointFile(r *Reader, f *File, lba, size uint32) error {
+	old := f.Extents[0]
+	if err := e.patchRecord(f.RecordLBA, f.RecordOffset, lba, size); err != nil {
 		return err
 	}
 	if r.Joliet != nil {
@@ -221,7 +244,7 @@ func (e *editor) replaceFile(r *Reader, f *File, data []byte) error {
 		}
 		for _, jf := range files {
 			if len(jf.Extents) == 1 && jf.Extents[0].LBA == old.LBA {
-				if err := e.patchRecord(jf.RecordLBA, jf.RecordOffset, lba, uint32(len(data))); err != nil {
+				if err := e.patchRecord(jf.RecordLBA, jf.RecordOffset, lba, size); err != nil {
 					return err
 				}
 			}
@@ -271,18 +294,24 @@ func (e *editor) editESP(r *Reader, imageSize int64, be BootEntry, edit ConfigEd
 	return edited, nil
 }
 
-// addFile puts a new file (or replaces one) at dir/name in both views.
-func (e *editor) addFile(dir, name string, content io.Reader, size int64, mode fs.FileMode) error {
+// addFile puts a new file (or replaces one) at dir/name in both views,
+// and returns where its data is.
+func (e *editor) addFile(dir, name string, content io.Reader, size int64, mode fs.FileMode) (uint32, error) {
 	if size > 0xFFFFFFFF {
-		return fmt.Errorf("%s: files over 4 GiB cannot be added", path.Join(dir, name))
+		return 0, fmt.Errorf("%s: files over 4 GiB cannot be added", path.Join(dir, name))
 	}
 	lba := e.alloc(sectorsFor(size))
 	if size == 0 {
 		lba = 0
 	}
 	if err := e.writeData(lba, content, size); err != nil {
-		return err
+		return 0, err
 	}
+	return lba, e.addRecords(dir, name, lba, uint32(size), mode)
+}
+
+// addRecords lists a file whose data is at lba in dir, in both views.
+func (e *editor) addRecords(dir, name string, lba, size uint32, mode fs.FileMode) error {
 	views := []string{"iso"}
 	if e.joliet != nil {
 		views = append(views, "joliet")
@@ -300,7 +329,7 @@ func (e *editor) addFile(dir, name string, content io.Reader, size int64, mode f
 			if rec.IsDir() {
 				return fmt.Errorf("%s is a directory on the image", path.Join(dir, name))
 			}
-			setExtent(d.records[i], lba, uint32(size))
+			setExtent(d.records[i], lba, size)
 			d.dirty = true
 			continue
 		}
@@ -314,7 +343,7 @@ func (e *editor) addFile(dir, name string, content io.Reader, size int64, mode f
 				su = rockRidgeEntries(name, mode, e.ino, e.t)
 			}
 		}
-		e.insert(d, buildRecord(id, lba, uint32(size), 0, e.t, su))
+		e.insert(d, buildRecord(id, lba, size, 0, e.t, su))
 	}
 	return nil
 }
@@ -334,9 +363,11 @@ func (e *editor) addTree(a AddFile) ([]string, error) {
 		}
 		defer f.Close()
 		dir, name := path.Split(dst)
-		if err := e.addFile(strings.TrimSuffix(dir, "/"), name, f, info.Size(), info.Mode().Perm()); err != nil {
+		lba, err := e.addFile(strings.TrimSuffix(dir, "/"), name, f, info.Size(), info.Mode().Perm())
+		if err != nil {
 			return err
 		}
+		e.changes = append(e.changes, change{path: dst, lba: lba, size: uint32(info.Size()), mode: info.Mode().Perm(), added: true})
 		added = append(added, dst)
 		return nil
 	}
@@ -370,9 +401,119 @@ func (e *editor) addTree(a AddFile) ([]string, error) {
 	return added, err
 }
 
+// partTree is the second directory tree of an image made with a
+// partition offset.
+type partTree struct {
+	bias   uint32 // the partition's start, in 2048-byte blocks
+	view   rwAt
+	pvd    *VolumeDescriptor
+	joliet *VolumeDescriptor
+}
+
+// partitionTree finds a second tree at a partition's start and applies
+// the changes made to the first.
+func (e *editor) partitionTree(r *Reader, oldSize int64) (*partTree, error) {
+	sa, err := ReadSystemArea(e.f, oldSize)
+	if err != nil || sa.GPT == nil {
+		return nil, err
+	}
+	var bias uint32
+	for _, p := range sa.Partitions {
+		if p.FirstLBA == 0 || p.FirstLBA%4 != 0 || int64(p.FirstLBA)*512+17*SectorSize > oldSize {
+			continue
+		}
+		b := uint32(p.FirstLBA / 4)
+		buf := make([]byte, 8)
+		if _, err := e.f.ReadAt(buf, int64(b+16)*SectorSize); err == nil && buf[0] == vdPrimary && string(buf[1:6]) == "CD001" {
+			bias = b
+			break
+		}
+	}
+	if bias == 0 {
+		return nil, nil
+	}
+	view := offsetRW{e.f, int64(bias) * SectorSize}
+	rb, err := NewReader(io.NewSectionReader(e.f, int64(bias)*SectorSize, oldSize-int64(bias)*SectorSize), oldSize-int64(bias)*SectorSize)
+	if err != nil {
+		return nil, fmt.Errorf("the tree at partition block %d: %w", bias, err)
+	}
+	eb := &editor{f: view, end: e.end - bias, rr: rb.RockRidge, pvd: rb.PVD, joliet: rb.Joliet, dirs: map[string]*dirNode{}, t: e.t, ino: e.ino + 1<<16}
+	rel := func(lba uint32) uint32 {
+		if lba == 0 {
+			return 0
+		}
+		return lba - bias
+	}
+	for _, c := range e.changes {
+		if c.added {
+			dir, name := path.Split(c.path)
+			if err := eb.addRecords(strings.TrimSuffix(dir, "/"), name, rel(c.lba), c.size, c.mode); err != nil {
+				return nil, fmt.Errorf("the tree at partition block %d: %w", bias, err)
+			}
+			continue
+		}
+		f, err := rb.Stat(c.path)
+		if err != nil {
+			return nil, fmt.Errorf("the tree at partition block %d: %w", bias, err)
+		}
+		if err := eb.pointFile(rb, f, rel(c.lba), c.size); err != nil {
+			return nil, err
+		}
+	}
+	if err := eb.flush(); err != nil {
+		return nil, err
+	}
+	e.end = max(e.end, eb.end+bias)
+	return &partTree{bias: bias, view: view, pvd: rb.PVD, joliet: rb.Joliet}, nil
+}
+
+// espMove records an appended EFI partition moved to the new end.
+type espMove struct {
+	from, to, blocks uint32 // 2048-byte blocks
+}
+
+// moveAppendedESP moves an EFI system partition appended after the ISO
+// (EL10, Fedora) to after the new files, so the ISO partition can grow
+// without overlapping it, and points El Torito at the new place.
+func (e *editor) moveAppendedESP(r *Reader, oldSize int64) (*espMove, error) {
+	if r.Catalog == nil {
+		return nil, nil
+	}
+	sa, err := ReadSystemArea(e.f, oldSize)
+	if err != nil || sa.GPT == nil {
+		return nil, err
+	}
+	for _, be := range r.Catalog.Entries {
+		if be.Platform != PlatformEFI {
+			continue
+		}
+		if _, err := r.FileAt(be.LoadRBA); err == nil {
+			continue // an image in the tree: nothing to move
+		}
+		for _, p := range sa.Partitions {
+			if p.FirstLBA != uint64(be.LoadRBA)*4 {
+				continue
+			}
+			blocks := uint32((p.LastLBA - p.FirstLBA + 1 + 3) / 4)
+			to := e.alloc(blocks)
+			src := io.NewSectionReader(e.f, int64(be.LoadRBA)*SectorSize, int64(blocks)*SectorSize)
+			if err := e.writeData(to, src, int64(blocks)*SectorSize); err != nil {
+				return nil, fmt.Errorf("moving the EFI partition: %w", err)
+			}
+			var b [4]byte
+			binary.LittleEndian.PutUint32(b[:], to)
+			if _, err := e.f.WriteAt(b[:], int64(r.Catalog.LBA)*SectorSize+int64(be.Offset)+8); err != nil {
+				return nil, err
+			}
+			return &espMove{from: be.LoadRBA, to: to, blocks: blocks}, nil
+		}
+	}
+	return nil, nil
+}
+
 // finish updates the volume descriptors and the system area for the new
 // size and label, and pads the image as its layout needs.
-func (e *editor) finish(r *Reader, oldSize int64, o Options, label string) (int64, error) {
+func (e *editor) finish(r *Reader, oldSize int64, o Options, label string, part *partTree, esp *espMove) (int64, error) {
 	oldVolEnd := int64(r.PVD.SpaceSize) * SectorSize
 	newVolEnd := int64(e.end) * SectorSize
 	sa, err := ReadSystemArea(e.f, oldSize)
@@ -388,48 +529,80 @@ func (e *editor) finish(r *Reader, oldSize int64, o Options, label string) (int6
 		size = (size + 1<<20 - 1) / (1 << 20) * (1 << 20)
 	}
 	size = (size + SectorSize - 1) / SectorSize * SectorSize
-	if err := e.f.Truncate(size); err != nil {
+	if err := e.file.Truncate(size); err != nil {
 		return 0, err
 	}
-	for _, vd := range []*VolumeDescriptor{r.PVD, r.Joliet} {
-		if vd == nil {
-			continue
+	type vdUpdate struct {
+		rw    rwAt
+		vd    *VolumeDescriptor
+		space uint32
+	}
+	updates := []vdUpdate{{e.f, r.PVD, e.end}}
+	if r.Joliet != nil {
+		updates = append(updates, vdUpdate{e.f, r.Joliet, e.end})
+	}
+	if part != nil {
+		space := e.end - part.bias
+		if esp != nil {
+			space = esp.to - part.bias
 		}
-		base := int64(vd.LBA) * SectorSize
+		updates = append(updates, vdUpdate{part.view, part.pvd, space})
+		if part.joliet != nil {
+			updates = append(updates, vdUpdate{part.view, part.joliet, space})
+		}
+	}
+	for _, u := range updates {
+		base := int64(u.vd.LBA) * SectorSize
 		var b [8]byte
-		putBoth32(b[:], e.end)
-		if _, err := e.f.WriteAt(b[:], base+80); err != nil {
+		putBoth32(b[:], u.space)
+		if _, err := u.rw.WriteAt(b[:], base+80); err != nil {
 			return 0, err
 		}
-		if _, err := e.f.WriteAt(volumeTime(o.Time), base+830); err != nil {
+		if _, err := u.rw.WriteAt(volumeTime(o.Time), base+830); err != nil {
 			return 0, err
 		}
 		if o.VolumeID != "" {
 			id := make([]byte, 32)
-			if vd == r.Joliet {
-				u := jolietIdentifier(label, true)
-				if len(u) > 32 {
-					u = u[:32]
-				}
+			if u.vd.Type == vdSupplementary {
 				for i := 0; i < 32; i += 2 {
 					id[i], id[i+1] = 0, ' '
 				}
-				copy(id, u)
+				u := jolietIdentifier(label, true)
+				copy(id, u[:min(len(u), 32)])
 			} else {
 				copy(id, strings.Repeat(" ", 32))
 				copy(id, label)
 			}
-			if _, err := e.f.WriteAt(id, base+40); err != nil {
+			if _, err := u.rw.WriteAt(id, base+40); err != nil {
 				return 0, err
 			}
 		}
 	}
-	return size, e.fixSystemArea(sa, oldSize, oldVolEnd, newVolEnd, size)
+	total := uint64(size / 512)
+	adjust := func(first, last uint64) (uint64, uint64) {
+		switch {
+		case esp != nil && first == uint64(esp.from)*4:
+			return uint64(esp.to) * 4, uint64(esp.to)*4 + (last - first)
+		case esp != nil && first == uint64(esp.from+esp.blocks)*4:
+			// The gap partition after the EFI one moves with it.
+			nf := uint64(esp.to+esp.blocks) * 4
+			return nf, min(nf+(last-first), total-34)
+		case part != nil && first == uint64(part.bias)*4 && esp != nil:
+			return first, uint64(esp.to)*4 - 1
+		case part != nil && first == uint64(part.bias)*4:
+			return first, uint64(newVolEnd)/512 - 1
+		case first*512 < uint64(oldVolEnd) && (last+1)*512 >= uint64(oldVolEnd) && (last+1)*512 <= uint64(oldSize):
+			return first, uint64(newVolEnd)/512 - 1
+		}
+		return first, last
+	}
+	return size, e.fixSystemArea(sa, oldSize, oldVolEnd, newVolEnd, size, adjust)
 }
 
-// fixSystemArea grows the MBR and GPT partitions that covered the ISO to
-// its new end, and writes the backup GPT at the new end of the image.
-func (e *editor) fixSystemArea(sa *SystemArea, oldSize, oldVolEnd, newVolEnd, size int64) error {
+// fixSystemArea grows the MBR partitions that covered the ISO to its new
+// end, moves GPT partitions as adjust says, and writes the backup GPT at
+// the new end of the image.
+func (e *editor) fixSystemArea(sa *SystemArea, oldSize, oldVolEnd, newVolEnd, size int64, adjust func(first, last uint64) (uint64, uint64)) error {
 	if sa.MBRSignature {
 		mbr := make([]byte, 512)
 		if _, err := e.f.ReadAt(mbr, 0); err != nil {
@@ -478,9 +651,12 @@ func (e *editor) fixSystemArea(sa *SystemArea, oldSize, oldVolEnd, newVolEnd, si
 	for i := 0; i < int(g.NumEntries); i++ {
 		en := entries[i*int(g.EntrySize):]
 		first, last := binary.LittleEndian.Uint64(en[32:]), binary.LittleEndian.Uint64(en[40:])
-		if first*512 < uint64(oldVolEnd) && (last+1)*512 >= uint64(oldVolEnd) && (last+1)*512 <= uint64(oldSize) {
-			binary.LittleEndian.PutUint64(en[40:], uint64(newVolEnd)/512-1)
+		if first == 0 && last == 0 {
+			continue
 		}
+		nf, nl := adjust(first, last)
+		binary.LittleEndian.PutUint64(en[32:], nf)
+		binary.LittleEndian.PutUint64(en[40:], nl)
 	}
 	ecrc := crc32.ChecksumIEEE(entries)
 	hsize := binary.LittleEndian.Uint32(hdr[12:])
