@@ -75,6 +75,11 @@ func Remaster(src, dst string, o Options) (rep *Report, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", src, err)
 	}
+	// Read every directory once before writing anything: a corrupt tree is
+	// bad input, found before an output exists.
+	if err := r.Walk(func(*File) error { return nil }); err != nil {
+		return nil, fmt.Errorf("%s: %w: %v", src, ErrFormat, err)
+	}
 	var configs []*File
 	for _, p := range bootConfigPaths {
 		if f, err := r.Stat(p); err == nil && !f.IsDir() && len(f.Extents) == 1 {

@@ -196,6 +196,18 @@ func TestRemasterErrors(t *testing.T) {
 	if _, err := Remaster(notISO, filepath.Join(dir, "o1.iso"), Options{}); !errors.Is(err, ErrFormat) {
 		t.Errorf("not an ISO: %v", err)
 	}
+	// A corrupt directory record deep in the tree.
+	data, _ := os.ReadFile(image)
+	rd := open(t, image)
+	deep, _ := rd.Stat("a/b/c")
+	off := int(deep.Extents[0].LBA) * SectorSize
+	off += int(data[off])
+	data[off] = 3 // a record length below the minimum
+	corrupt := filepath.Join(dir, "corrupt.iso")
+	os.WriteFile(corrupt, data, 0o644)
+	if _, err := Remaster(corrupt, filepath.Join(dir, "o3.iso"), Options{Kickstart: []byte(testKS)}); !errors.Is(err, ErrFormat) || !strings.Contains(err.Error(), "directory record at LBA") {
+		t.Errorf("corrupt directory record: %v", err)
+	}
 	plain := filepath.Join(dir, "plain.iso")
 	tree := filepath.Join(dir, "tree")
 	os.MkdirAll(tree, 0o755)
