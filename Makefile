@@ -8,7 +8,7 @@ FUZZTIME ?= 30s
 # Packages with fuzz targets, and the target in each.
 FUZZ := ./pkg/kickstart:FuzzParse ./pkg/tdl:FuzzParse ./pkg/initrd:FuzzReader ./ksserve:FuzzPaths ./iso:FuzzReader ./pkg/fat:FuzzReader
 
-.PHONY: help setup build test bench bench-proxy bench-iso bench-vm fuzz lint demo clean
+.PHONY: help setup bench-setup build test bench bench-proxy bench-iso bench-vm fuzz lint demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -24,16 +24,19 @@ test: setup ## run every test (CI=true turns missing-tool skips into failures)
 	$(GO) test -count=1 ./...
 	$(GO) test -count=1 -race ./qemu/...
 
-bench: setup ## run the benchmarks, printing ratios against the peer tools
+bench-setup: setup
+	@PACKAGES_FILE=.ci/bench-packages scripts/setup.sh
+
+bench: bench-setup ## run the benchmarks, printing ratios against the peer tools
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./...
 
-bench-proxy: setup ## the mirror proxy against nginx's proxy_cache and direct downloads
+bench-proxy: bench-setup ## the mirror proxy against nginx's proxy_cache and direct downloads
 	$(GO) test -run '^$$' -bench 'Proxy' -benchtime 3x ./ksserve
 
-bench-iso: setup ## kiln iso against cp and xorriso on a 2 GB DVD-like image (ext4, and XFS with reflinks as root)
+bench-iso: bench-setup ## kiln iso against cp and xorriso on a 2 GB DVD-like image (ext4, and XFS with reflinks as root)
 	$(GO) test -run '^$$' -bench Remaster -benchtime 1x -timeout 60m ./iso
 
-bench-vm: setup ## kiln's supervision overhead over a bare qemu-system-x86_64
+bench-vm: bench-setup ## kiln's supervision overhead over a bare qemu-system-x86_64
 	$(GO) test -run '^$$' -bench Overhead -benchtime 5x ./qemu
 
 fuzz: ## run each fuzz target for FUZZTIME (default 30s)
