@@ -95,26 +95,17 @@ func (e *editor) writeData(lba uint32, r io.Reader, size int64) error {
 
 // rawRecords returns a directory's records as stored.
 func rawRecords(r io.ReaderAt, lba, size uint32) ([][]byte, error) {
-	if size > maxDirSize {
-		return nil, fmt.Errorf("directory at LBA %d: %d bytes is too large", lba, size)
-	}
-	buf := make([]byte, int(sectorsFor(int64(size)))*SectorSize)
-	if _, err := r.ReadAt(buf, int64(lba)*SectorSize); err != nil {
-		return nil, fmt.Errorf("reading directory at LBA %d: %w", lba, err)
+	buf, err := readDirBytes(r, lba, size)
+	if err != nil {
+		return nil, err
 	}
 	var out [][]byte
-	for off := 0; off < int(size); {
-		if buf[off] == 0 {
-			off = (off/SectorSize + 1) * SectorSize
-			continue
-		}
-		end := (off/SectorSize + 1) * SectorSize
-		rec, err := parseDirectoryRecord(buf[off:end])
-		if err != nil {
-			return nil, fmt.Errorf("directory record at LBA %d offset %d: %w", lba+uint32(off/SectorSize), off%SectorSize, err)
-		}
-		out = append(out, append([]byte(nil), buf[off:off+int(rec.Length)]...))
-		off += int(rec.Length)
+	err = forEachRecord(buf, size, lba, func(_ *DirectoryRecord, raw []byte, _ uint32, _ int) error {
+		out = append(out, append([]byte(nil), raw...))
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	if len(out) < 2 {
 		return nil, fmt.Errorf("directory at LBA %d has no . and .. records", lba)

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf16"
+
+	"github.com/kiln-build/kiln/internal/unixmode"
 )
 
 // Reader reads an ISO 9660 image.
@@ -126,6 +128,41 @@ func (r *Reader) checkExtent(what string, lba, size uint32) error {
 // the reader allocate gigabytes.
 const maxDirSize = 64 << 20
 
+// readDirBytes reads a directory's extent, whole sectors.
+func readDirBytes(r io.ReaderAt, lba, size uint32) ([]byte, error) {
+	if size > maxDirSize {
+		return nil, fmt.Errorf("directory at LBA %d: %d bytes is too large", lba, size)
+	}
+	buf := make([]byte, (int(size)+SectorSize-1)/SectorSize*SectorSize)
+	if _, err := r.ReadAt(buf, int64(lba)*SectorSize); err != nil {
+		return nil, fmt.Errorf("reading directory at LBA %d: %w", lba, err)
+	}
+	return buf, nil
+}
+
+// forEachRecord calls fn with each record of a directory's bytes, its raw
+// bytes and where it is. No record crosses a sector boundary (ECMA-119
+// 6.8.1.1): a zero length byte means the rest of the sector is empty.
+func forEachRecord(buf []byte, size, lba uint32, fn func(rec *DirectoryRecord, raw []byte, recLBA uint32, recOff int) error) error {
+	for off := 0; off < int(size) && off < len(buf); {
+		if buf[off] == 0 {
+			off = (off/SectorSize + 1) * SectorSize
+			continue
+		}
+		end := (off/SectorSize + 1) * SectorSize
+		rec, err := parseDirectoryRecord(buf[off:end])
+		recLBA, recOff := lba+uint32(off/SectorSize), off%SectorSize
+		if err != nil {
+			return fmt.Errorf("directory record at LBA %d offset %d: %w", recLBA, recOff, err)
+		}
+		if err := fn(rec, buf[off:off+int(rec.Length)], recLBA, recOff); err != nil {
+			return err
+		}
+		off += int(rec.Length)
+	}
+	return nil
+}
+
 // readDir reads the records of the directory at lba. view selects the
 // names: "rr" (Rock Ridge, falling back to ISO 9660), "joliet" or "iso".
 func (r *Reader) readDir(dir string, lba, size uint32, view string) ([]*File, error) {
@@ -135,39 +172,27 @@ func (r *Reader) readDir(dir string, lba, size uint32, view string) ([]*File, er
 	if err := r.checkExtent(fmt.Sprintf("directory %q", dir), lba, size); err != nil {
 		return nil, err
 	}
-	buf := make([]byte, (int(size)+SectorSize-1)/SectorSize*SectorSize)
-	if _, err := r.r.ReadAt(buf, int64(lba)*SectorSize); err != nil {
-		return nil, fmt.Errorf("reading directory %q at LBA %d: %w", dir, lba, err)
+	buf, err := readDirBytes(r.r, lba, size)
+	if err != nil {
+		return nil, fmt.Errorf("directory %q: %w", dir, err)
 	}
 	var files []*File
 	var last *File
 	var lastFlags byte
-	for off := 0; off < int(size); {
-		if buf[off] == 0 {
-			// No record crosses a sector boundary (6.8.1.1): skip the rest.
-			off = (off/SectorSize + 1) * SectorSize
-			continue
-		}
-		end := (off/SectorSize + 1) * SectorSize
-		rec, err := parseDirectoryRecord(buf[off:end])
-		if err != nil {
-			return nil, fmt.Errorf("directory record at LBA %d offset %d: %w", lba+uint32(off/SectorSize), off%SectorSize, err)
-		}
-		recLBA, recOff := lba+uint32(off/SectorSize), off%SectorSize
-		off += int(rec.Length)
+	err = forEachRecord(buf, size, lba, func(rec *DirectoryRecord, _ []byte, recLBA uint32, recOff int) error {
 		if rec.isDot() {
-			continue
+			return nil
 		}
 		f, hide, err := r.fileOf(dir, rec, view)
 		if err != nil {
-			return nil, fmt.Errorf("directory record at LBA %d offset %d: %w", recLBA, recOff, err)
+			return fmt.Errorf("directory record at LBA %d offset %d: %w", recLBA, recOff, err)
 		}
 		if hide {
-			continue
+			return nil
 		}
 		f.RecordLBA, f.RecordOffset = recLBA, recOff
 		if err := r.checkExtent(fmt.Sprintf("file %q", f.Path), rec.Extent, rec.Size); err != nil && !f.IsDir() {
-			return nil, err
+			return err
 		}
 		// The extents of a multi-extent file are consecutive records of
 		// one name, all but the last flagged (ECMA-119 9.1.6).
@@ -175,12 +200,13 @@ func (r *Reader) readDir(dir string, lba, size uint32, view string) ([]*File, er
 			last.Extents = append(last.Extents, Extent{rec.Extent, rec.Size})
 			last.Size += int64(rec.Size)
 			lastFlags = rec.Flags
-			continue
+			return nil
 		}
 		files = append(files, f)
 		last, lastFlags = f, rec.Flags
-	}
-	return files, nil
+		return nil
+	})
+	return files, err
 }
 
 // fileOf makes a File of a record, and says whether to hide it (a Rock
@@ -214,7 +240,7 @@ func (r *Reader) fileOf(dir string, rec *DirectoryRecord, view string) (*File, b
 			f.Name = rr.name
 		}
 		if rr.hasMode {
-			f.Mode = fileMode(rr.mode)
+			f.Mode = unixmode.FileMode(rr.mode)
 			f.UID, f.GID = rr.uid, rr.gid
 		}
 		if rr.isSymlink {

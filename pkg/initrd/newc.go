@@ -14,6 +14,8 @@ import (
 	"io/fs"
 	"strconv"
 	"strings"
+
+	"github.com/kiln-build/kiln/internal/unixmode"
 )
 
 // magic starts every newc header.
@@ -38,76 +40,6 @@ type Header struct {
 	RDevMajor uint32 // for character and block devices
 	RDevMinor uint32
 	Ino       uint32
-}
-
-// Linux file type bits (stat(2) st_mode).
-const (
-	sIFMT   = 0o170000
-	sIFSOCK = 0o140000
-	sIFLNK  = 0o120000
-	sIFREG  = 0o100000
-	sIFBLK  = 0o060000
-	sIFDIR  = 0o040000
-	sIFCHR  = 0o020000
-	sIFIFO  = 0o010000
-)
-
-func unixMode(m fs.FileMode) uint32 {
-	u := uint32(m.Perm())
-	if m&fs.ModeSetuid != 0 {
-		u |= 0o4000
-	}
-	if m&fs.ModeSetgid != 0 {
-		u |= 0o2000
-	}
-	if m&fs.ModeSticky != 0 {
-		u |= 0o1000
-	}
-	switch {
-	case m.IsDir():
-		u |= sIFDIR
-	case m&fs.ModeSymlink != 0:
-		u |= sIFLNK
-	case m&fs.ModeCharDevice != 0:
-		u |= sIFCHR
-	case m&fs.ModeDevice != 0:
-		u |= sIFBLK
-	case m&fs.ModeNamedPipe != 0:
-		u |= sIFIFO
-	case m&fs.ModeSocket != 0:
-		u |= sIFSOCK
-	default:
-		u |= sIFREG
-	}
-	return u
-}
-
-func fileMode(u uint32) fs.FileMode {
-	m := fs.FileMode(u & 0o777)
-	if u&0o4000 != 0 {
-		m |= fs.ModeSetuid
-	}
-	if u&0o2000 != 0 {
-		m |= fs.ModeSetgid
-	}
-	if u&0o1000 != 0 {
-		m |= fs.ModeSticky
-	}
-	switch u & sIFMT {
-	case sIFDIR:
-		m |= fs.ModeDir
-	case sIFLNK:
-		m |= fs.ModeSymlink
-	case sIFCHR:
-		m |= fs.ModeDevice | fs.ModeCharDevice
-	case sIFBLK:
-		m |= fs.ModeDevice
-	case sIFIFO:
-		m |= fs.ModeNamedPipe
-	case sIFSOCK:
-		m |= fs.ModeSocket
-	}
-	return m
 }
 
 func pad4(n int64) int64 { return (4 - n%4) % 4 }
@@ -179,7 +111,7 @@ func (w *Writer) WriteHeader(h *Header) error {
 			nlink = 2
 		}
 	}
-	fields := []uint32{ino, unixMode(h.Mode), h.UID, h.GID, nlink, uint32(h.MTime), uint32(h.Size),
+	fields := []uint32{ino, unixmode.Mode(h.Mode), h.UID, h.GID, nlink, uint32(h.MTime), uint32(h.Size),
 		h.DevMajor, h.DevMinor, h.RDevMajor, h.RDevMinor, uint32(len(h.Name) + 1), 0}
 	var sb strings.Builder
 	sb.WriteString(magic)
@@ -353,7 +285,7 @@ func (r *Reader) Next() (*Header, error) {
 			r.err = fmt.Errorf("initrd: offset %d: %w", start, unexpected(err))
 			return nil, r.err
 		}
-		h := &Header{Name: string(name[:namesize-1]), Ino: f[0], Mode: fileMode(f[1]), UID: f[2], GID: f[3], NLink: f[4],
+		h := &Header{Name: string(name[:namesize-1]), Ino: f[0], Mode: unixmode.FileMode(f[1]), UID: f[2], GID: f[3], NLink: f[4],
 			MTime: int64(f[5]), Size: int64(f[6]), DevMajor: f[7], DevMinor: f[8], RDevMajor: f[9], RDevMinor: f[10]}
 		r.remain, r.pad = h.Size, pad4(h.Size)
 		return h, nil
