@@ -130,6 +130,27 @@ func TestRemaster(t *testing.T) {
 	if sa.GPT == nil || !sa.GPT.HeaderCRCOK || !sa.GPT.EntriesCRCOK {
 		t.Errorf("GPT after remaster: %+v", sa.GPT)
 	}
+	// The source's own boot pieces are untouched: the boot loader and the
+	// GPT's identities.
+	src := open(t, image)
+	for _, p := range []string{"isolinux/isolinux.bin"} {
+		a, _ := src.Stat(p)
+		b, _ := r.Stat(p)
+		da, _ := io.ReadAll(a.Open())
+		db, _ := io.ReadAll(b.Open())
+		if !bytes.Equal(da, db) || a.Extents[0] != b.Extents[0] {
+			t.Errorf("%s changed", p)
+		}
+	}
+	saSrc, _ := ReadSystemArea(mustOpen(t, image))
+	if saSrc.GPT.DiskGUID != sa.GPT.DiskGUID || len(saSrc.Partitions) != len(sa.Partitions) {
+		t.Errorf("GPT identity changed: %s vs %s", saSrc.GPT.DiskGUID, sa.GPT.DiskGUID)
+	}
+	for i := range sa.Partitions {
+		if sa.Partitions[i].GUID != saSrc.Partitions[i].GUID || sa.Partitions[i].TypeGUID != saSrc.Partitions[i].TypeGUID {
+			t.Errorf("partition %d identity changed", i+1)
+		}
+	}
 	rep2 := run(t, "xorriso", "-indev", out, "-report_system_area", "plain")
 	if strings.Contains(rep2, "WARNING") || strings.Contains(rep2, "FAILURE") {
 		t.Errorf("xorriso complains about the system area:\n%s", rep2)
