@@ -98,4 +98,3 @@ func SHA512Crypt(password, salt string) string {
 func crypted(s string) bool {
 	return strings.HasPrefix(s, "$") && strings.Count(s, "$") >= 3
 }
-
