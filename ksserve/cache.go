@@ -435,8 +435,9 @@ func (f *fetch) copyTo(ctx context.Context, w io.Writer) (int64, error) {
 	// A client connection can take the bytes straight from the page cache
 	// with sendfile(2) when it reads from a file of its own; a second
 	// descriptor of the file being written gives it one, renamed or not.
+	// A small object in a pack is not worth the open(2).
 	var own *os.File
-	if _, ok := w.(io.ReaderFrom); ok && f.tmp != nil {
+	if _, ok := w.(io.ReaderFrom); ok && f.tmp != nil && !f.shared {
 		own, _ = os.Open(fmt.Sprintf("/proc/self/fd/%d", f.tmp.Fd()))
 		if own != nil {
 			defer own.Close()
