@@ -690,3 +690,59 @@ func TestMemoryIsBounded(t *testing.T) {
 		t.Errorf("stats = %+v", st)
 	}
 }
+
+// TestPackedHits covers the short path for small cached objects: whole,
+// HEAD, ranged, and bigger than one copy buffer.
+func TestPackedHits(t *testing.T) {
+	e := newEnv(t, "")
+	small := []byte("a small package")
+	big := make([]byte, 700<<10) // in a pack, but more than one 256 KiB buffer
+	for i := range big {
+		big[i] = byte(i * 31 >> 3)
+	}
+	e.up.set(base+"Packages/s.rpm", small)
+	e.up.set(base+"Packages/b.rpm", big)
+	for _, name := range []string{"s.rpm", "b.rpm"} {
+		e.get(t, e.mirror("Packages/"+name)) // fill the cache
+	}
+	for _, tc := range []struct {
+		name, method, rng string
+		code              int
+		want              []byte
+	}{
+		{"s.rpm", "GET", "", 200, small},
+		{"b.rpm", "GET", "", 200, big},
+		{"b.rpm", "HEAD", "", 200, nil},
+		{"b.rpm", "GET", "bytes=300000-300009", 206, big[300000:300010]},
+		{"s.rpm", "GET", "bytes=2-6", 206, small[2:7]},
+	} {
+		req, _ := http.NewRequest(tc.method, e.ts.URL+e.mirror("Packages/"+tc.name), nil)
+		if tc.rng != "" {
+			req.Header.Set("Range", tc.rng)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.code || !bytes.Equal(b, tc.want) {
+			t.Errorf("%s %s %q: %d, %d bytes", tc.method, tc.name, tc.rng, resp.StatusCode, len(b))
+		}
+		if tc.method == "HEAD" && resp.ContentLength != int64(len(big)) {
+			t.Errorf("HEAD %s: Content-Length %d", tc.name, resp.ContentLength)
+		}
+		if resp.Header.Get("Content-Type") == "" {
+			t.Errorf("%s %s: no Content-Type", tc.method, tc.name)
+		}
+	}
+	hits := 0
+	for _, o := range e.srv.Stats().Objects {
+		if o.Hit {
+			hits++
+		}
+	}
+	if hits != 5 {
+		t.Errorf("%d cache hits recorded, want 5", hits)
+	}
+}

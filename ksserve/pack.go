@@ -32,6 +32,9 @@ type pack struct {
 	idx  *os.File // the index, for appending; nil for others' packs
 	end  int64    // the next free offset, for this process's packs
 	read int64    // how much of the index has been loaded
+	// touched is when this process last saw or set the pack's time, so a
+	// hit need not fstat the pack to learn it is recent (c.mu guards it).
+	touched time.Time
 }
 
 // packEntry is one line of a pack's index.
@@ -195,14 +198,23 @@ func (c *Cache) lookupPacked(key string) (*entryMeta, object, bool, error) {
 func (c *Cache) touchPack(key string) {
 	c.mu.Lock()
 	e := c.index[key]
+	fresh := e != nil && time.Since(e.pack.touched) < touchEvery
 	c.mu.Unlock()
-	if e == nil {
+	if e == nil || fresh {
 		return
 	}
-	if st, err := e.pack.f.Stat(); err == nil && time.Since(st.ModTime()) > touchEvery {
-		now := time.Now()
-		os.Chtimes(e.pack.path, now, now)
+	st, err := e.pack.f.Stat()
+	if err != nil {
+		return
 	}
+	t := st.ModTime()
+	if time.Since(t) > touchEvery {
+		t = time.Now()
+		os.Chtimes(e.pack.path, t, t)
+	}
+	c.mu.Lock()
+	e.pack.touched = t
+	c.mu.Unlock()
 }
 
 // packSizes returns the bytes in packs and the objects they index.
