@@ -16,41 +16,15 @@ import (
 	"github.com/kiln-build/kiln/pkg/kickstart"
 )
 
-// scenarioKS is the reference scenario's kickstart, pointed at the test's
-// mirror (MIRROR) and file server (FILES).
-const scenarioKS = `text
-lang en_US.UTF-8
-keyboard us
-network --bootproto=dhcp --hostname=rocky9-custom
-url --url=MIRROR/rocky/9/BaseOS/x86_64/os/
-repo --name="AppStream" --baseurl=MIRROR/rocky/9/AppStream/x86_64/os/
-repo --name="custom" --baseurl=MIRROR/custom-rpms/
-rootpw --plaintext yourpassword
-timezone Asia/Taipei
-bootloader --location=mbr
-zerombr
-clearpart --all --initlabel
-autopart
-poweroff
-
-%packages
-@core
-@standard
-httpd
-nginx
-custom-package-1
-custom-package-2
-%end
-
-%post --log=/root/ks-post.log
-curl -o /etc/app.conf FILES/configs/app.conf
-curl -o /usr/local/bin/setup.sh FILES/scripts/setup.sh
-chmod +x /usr/local/bin/setup.sh
-systemctl enable httpd
-systemctl enable nginx
-useradd -m -s /bin/bash customuser
-%end
-`
+// scenarioKS reads the reference scenario's kickstart, pointed at the
+// test's mirror (MIRROR) and file server (FILES).
+func scenarioKS(t *testing.T) string {
+	b, err := os.ReadFile("../testdata/my-rocky9.ks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
 
 func TestInstallScenarioIntoARoot(t *testing.T) {
 	if os.Getuid() != 0 {
@@ -79,7 +53,7 @@ func TestInstallScenarioIntoARoot(t *testing.T) {
 		}
 	}))
 	defer files.Close()
-	text := strings.NewReplacer("MIRROR", mirror.URL, "FILES", files.URL).Replace(scenarioKS)
+	text := strings.NewReplacer("MIRROR", mirror.URL, "FILES", files.URL).Replace(scenarioKS(t))
 	ks := kickstart.Parse("ks.cfg", []byte(text), kickstart.Options{Version: kickstart.RHEL9})
 	if err := ks.Err(); err != nil {
 		t.Fatal(err)

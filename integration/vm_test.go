@@ -1,0 +1,349 @@
+// Package integration holds kiln's end-to-end tests: they boot the test
+// installer (integration/testinstaller) in QEMU and check what it wrote.
+package integration
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kiln-build/kiln/integration/fixtures"
+	"github.com/kiln-build/kiln/internal/guest"
+	"github.com/kiln-build/kiln/internal/testutil"
+	"github.com/kiln-build/kiln/pkg/initrd"
+	"github.com/kiln-build/kiln/qemu"
+)
+
+// The test installer's kernel and initramfs, and the mirror, are built
+// once per test binary and shared by every boot.
+var (
+	setupOnce sync.Once
+	setupErr  error
+	kernel    string
+	installer string // the initramfs
+	mirrorDir string
+	workDir   string
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if workDir != "" {
+		os.RemoveAll(workDir)
+	}
+	os.Exit(code)
+}
+
+func setup(t *testing.T) {
+	t.Helper()
+	for _, tool := range []string{"qemu-system-x86_64", "go", "rpmbuild", "createrepo_c", "debugfs", "mke2fs", "ldd"} {
+		testutil.RequireTool(t, tool)
+	}
+	testutil.RequireFile(t, "/bin/busybox")
+	setupOnce.Do(func() { setupErr = build() })
+	if setupErr != nil {
+		t.Fatal(setupErr)
+	}
+}
+
+func build() error {
+	var kver string
+	var err error
+	if kernel, kver, err = guest.Kernel(); err != nil {
+		return err
+	}
+	if workDir, err = os.MkdirTemp("", "kiln-integration-"); err != nil {
+		return err
+	}
+	init := filepath.Join(workDir, "init")
+	if err := guest.BuildGo("./testinstaller", init); err != nil {
+		return err
+	}
+	mods, err := guest.Modules(kver, "virtio_pci", "virtio_blk", "virtio_console", "virtio_net", "af_packet", "crc32c_generic", "ext4")
+	if err != nil {
+		return err
+	}
+	extra, err := programs("/bin/busybox", "/usr/sbin/mke2fs")
+	if err != nil {
+		return err
+	}
+	extra = append(extra, initrd.Entry{Name: "bin/sh", Mode: fs.ModeSymlink | 0o777, Target: "busybox"})
+	installer = filepath.Join(workDir, "initrd.img")
+	if err := guest.Initramfs(installer, init, mods, extra); err != nil {
+		return err
+	}
+	bb, err := os.ReadFile("/bin/busybox")
+	if err != nil {
+		return err
+	}
+	mirrorDir = filepath.Join(workDir, "mirror")
+	return fixtures.Mirror(mirrorDir, bb)
+}
+
+var lddLine = regexp.MustCompile(`(?m)(/\S+) \(0x`)
+
+// programs returns initramfs entries for each program at its own path,
+// with the shared libraries and dynamic loader ldd says it needs.
+func programs(paths ...string) ([]initrd.Entry, error) {
+	seen := map[string]bool{}
+	var out []initrd.Entry
+	add := func(p string) error {
+		if seen[p] {
+			return nil
+		}
+		seen[p] = true
+		b, err := os.ReadFile(p) // follows a symlink to the library itself
+		if err != nil {
+			return err
+		}
+		out = append(out, initrd.Entry{Name: strings.TrimPrefix(p, "/"), Mode: 0o755, Content: bytes.NewReader(b), Size: int64(len(b))})
+		return nil
+	}
+	for _, p := range paths {
+		if err := add(p); err != nil {
+			return nil, err
+		}
+		o, err := exec.Command("ldd", p).CombinedOutput()
+		if err != nil && !bytes.Contains(o, []byte("not a dynamic executable")) {
+			return nil, fmt.Errorf("ldd %s: %v: %s", p, err, o)
+		}
+		for _, m := range lddLine.FindAllSubmatch(o, -1) {
+			if err := add(string(m[1])); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return out, nil
+}
+
+// servers are the test's loopback mirror, file server and kickstart
+// server; the guest reaches them through QEMU's user network at 10.0.2.2.
+type servers struct {
+	mirror, files, ks string // guest-side base URLs
+	kickstart         []byte
+}
+
+func serve(t *testing.T, handler http.Handler) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: handler}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return fmt.Sprintf("http://10.0.2.2:%d", l.Addr().(*net.TCPAddr).Port)
+}
+
+const appConf = "# app.conf from the file server\nlisten = 8080\n"
+const setupSh = "#!/bin/sh\necho configured\n"
+
+func startServers(t *testing.T, ksTemplate string) *servers {
+	s := &servers{}
+	s.mirror = serve(t, http.FileServer(http.Dir(mirrorDir)))
+	s.files = serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/configs/app.conf":
+			w.Write([]byte(appConf))
+		case "/scripts/setup.sh":
+			w.Write([]byte(setupSh))
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	s.kickstart = []byte(strings.NewReplacer("MIRROR", s.mirror, "FILES", s.files).Replace(ksTemplate))
+	s.ks = serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(s.kickstart) }))
+	return s
+}
+
+// boot runs the installer with cmdline against a fresh disk and returns
+// the disk's path and the run's result.
+func boot(t *testing.T, cmdline string) (string, *qemu.Result, error) {
+	return bootWith(t, installer, cmdline, time.Minute)
+}
+
+func bootWith(t *testing.T, initrdPath, cmdline string, inactivity time.Duration) (string, *qemu.Result, error) {
+	disk := filepath.Join(t.TempDir(), "disk.raw")
+	if err := os.WriteFile(disk, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(disk, 256<<20); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := qemu.New(qemu.WithMemory(1024), qemu.WithCPUs(1), qemu.WithAccel("tcg"),
+		qemu.WithKernel(kernel, initrdPath, "console=ttyS0 panic=-1 inst.text "+cmdline),
+		qemu.WithDisk(qemu.Disk{Path: disk, Format: "raw", Unsafe: true}),
+		qemu.WithUserNet(qemu.UserNet{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := qemu.Run(context.Background(), cfg, qemu.RunOptions{TempDir: t.TempDir(), Timeout: 10 * time.Minute, Inactivity: inactivity})
+	return disk, res, err
+}
+
+// debugfs runs one debugfs request against the root partition.
+func debugfs(t *testing.T, disk, request string) string {
+	out, err := exec.Command("debugfs", "-R", request, disk+"?offset=1048576").CombinedOutput()
+	if err != nil {
+		t.Fatalf("debugfs -R %q: %v\n%s", request, err, out)
+	}
+	return string(out)
+}
+
+func TestInstallScenario(t *testing.T) {
+	setup(t)
+	tmpl, err := os.ReadFile("testdata/my-rocky9.ks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startServers(t, string(tmpl))
+	disk, res, err := boot(t, "inst.ks="+s.ks+"/ks.cfg")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, tail(res))
+	}
+	t.Logf("installed in %v", res.Duration)
+	if out, err := exec.Command("e2fsck", "-f", "-n", disk+"?offset=1048576").CombinedOutput(); err != nil {
+		t.Errorf("e2fsck: %v\n%s", err, out)
+	}
+	for path, want := range map[string]string{
+		"/etc/app.conf":             appConf,
+		"/usr/local/bin/setup.sh":   setupSh,
+		"/opt/custom/share/one.txt": "custom package one\n",
+		"/etc/custom/two.conf":      "two = 2\n",
+	} {
+		if got := debugfs(t, disk, "cat "+path); !strings.Contains(got, want) {
+			t.Errorf("%s: %q, want %q", path, got, want)
+		}
+	}
+	if st := debugfs(t, disk, "stat /usr/local/bin/setup.sh"); !strings.Contains(st, "Mode:  0755") {
+		t.Errorf("setup.sh is not 0755:\n%s", st)
+	}
+	if pw := debugfs(t, disk, "cat /etc/passwd"); !strings.Contains(pw, "customuser:") {
+		t.Errorf("no customuser in /etc/passwd:\n%s", pw)
+	}
+	if sh := debugfs(t, disk, "cat /etc/shadow"); !regexp.MustCompile(`(?m)^root:\$6\$[^:]+\$[^:]{86}:`).MatchString(sh) {
+		t.Errorf("no SHA-512 hash for root in /etc/shadow:\n%s", sh)
+	}
+	wants := debugfs(t, disk, "ls /etc/systemd/system/multi-user.target.wants")
+	for _, unit := range []string{"httpd.service", "nginx.service"} {
+		if !strings.Contains(wants, unit) {
+			t.Errorf("%s is not enabled:\n%s", unit, wants)
+		}
+	}
+	if log := debugfs(t, disk, "cat /root/ks-post.log"); strings.Contains(log, "File does not exist") {
+		t.Errorf("no /root/ks-post.log:\n%s", log)
+	}
+	for _, p := range []string{"/root/anaconda-ks.cfg", "/root/original-ks.cfg"} {
+		if got := debugfs(t, disk, "cat "+p); !strings.Contains(got, "custom-package-1") {
+			t.Errorf("%s:\n%s", p, got)
+		}
+	}
+}
+
+// tail is the end of a failed run's serial log, for the failure message.
+func tail(res *qemu.Result) string {
+	if res == nil {
+		return ""
+	}
+	b, _ := os.ReadFile(res.SerialLog)
+	if len(b) > 4000 {
+		b = b[len(b)-4000:]
+	}
+	return "serial log (end):\n" + string(b)
+}
+
+// TestInstallFailures boots each way an install fails, and checks that
+// the installer's error line reaches the virtio-serial log and that kiln's
+// supervisor ends the run on it, as it would with Anaconda.
+func TestInstallFailures(t *testing.T) {
+	setup(t)
+	tmpl, err := os.ReadFile("testdata/my-rocky9.ks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := string(tmpl)
+	for _, tc := range []struct {
+		name string
+		ks   string
+		want string // on the installer log
+	}{
+		{"missing package", strings.Replace(base, "custom-package-2\n", "custom-package-2\nno-such-package\n", 1),
+			"packaging: Missed: NoSuchPackage: no-such-package"},
+		{"unreachable repo", strings.Replace(base, "--baseurl=MIRROR/custom-rpms/", "--baseurl=http://10.0.2.2:1/custom-rpms/", 1),
+			"Failed to set up repo custom"},
+		{"bad partitioning", strings.Replace(base, "autopart\n", "", 1),
+			"storage configuration failed"},
+		{"post --erroronfail", strings.Replace(base, "%post --log=/root/ks-post.log", "%post --erroronfail\nexit 3\n%end\n%post --log=/root/ks-post.log", 1),
+			"Error code exit status 3 running the kickstart script"},
+		{"unparsable kickstart", strings.Replace(base, "text\n", "text\nnosuchcommand --now\n", 1),
+			"The following error was found while parsing the kickstart configuration file"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.ks == base {
+				t.Fatal("the test's edit did not apply")
+			}
+			s := startServers(t, tc.ks)
+			_, res, err := boot(t, "inst.ks="+s.ks+"/ks.cfg")
+			if err == nil {
+				t.Fatalf("the install succeeded")
+			}
+			if res.Outcome != qemu.OutcomeInstallerError {
+				t.Fatalf("outcome %s (%v), want %s\n%s", res.Outcome, err, qemu.OutcomeInstallerError, tail(res))
+			}
+			ana, _ := os.ReadFile(res.AnacondaLog)
+			if !strings.Contains(string(ana), tc.want) {
+				t.Errorf("the installer log lacks %q:\n%s", tc.want, ana)
+			}
+			t.Logf("stopped after %v on %q", res.Duration, res.Detail)
+		})
+	}
+}
+
+// TestKickstartInInitrd installs from a kickstart appended to the initrd
+// as a cpio, the way kiln delivers one without a server, and checks that
+// without poweroff the installer waits as Anaconda does: kiln sees a hang.
+func TestKickstartInInitrd(t *testing.T) {
+	setup(t)
+	tmpl, err := os.ReadFile("testdata/my-rocky9.ks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startServers(t, strings.Replace(string(tmpl), "poweroff\n", "", 1))
+	src, err := os.Open(installer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	withKS := filepath.Join(t.TempDir(), "initrd.img")
+	dst, err := os.Create(withKS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks := initrd.Entry{Name: "ks.cfg", Mode: 0o644, Content: bytes.NewReader(s.kickstart), Size: int64(len(s.kickstart))}
+	if _, err := initrd.Append(dst, src, []initrd.Entry{ks}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := dst.Close(); err != nil {
+		t.Fatal(err)
+	}
+	disk, res, err := bootWith(t, withKS, "inst.ks=file:/ks.cfg", 15*time.Second)
+	if err == nil || res.Outcome != qemu.OutcomeInactivity {
+		t.Fatalf("outcome %s (%v), want %s: with no poweroff the installer must wait\n%s", res.Outcome, err, qemu.OutcomeInactivity, tail(res))
+	}
+	ana, _ := os.ReadFile(res.AnacondaLog)
+	if !strings.Contains(string(ana), "Press ENTER to quit") {
+		t.Errorf("the installer log lacks the final prompt:\n%s", ana)
+	}
+	if got := debugfs(t, disk, "cat /etc/app.conf"); !strings.Contains(got, appConf) {
+		t.Errorf("/etc/app.conf: %q", got)
+	}
+}
