@@ -69,7 +69,8 @@ func build() error {
 	if err := guest.BuildGo("./testinstaller", init); err != nil {
 		return err
 	}
-	mods, err := guest.Modules(kver, "virtio_pci", "virtio_blk", "virtio_console", "virtio_net", "af_packet", "crc32c_generic", "ext4")
+	mods, err := guest.Modules(kver, "virtio_pci", "virtio_blk", "virtio_console", "virtio_net", "af_packet", "crc32c_generic", "ext4",
+		"ahci", "sr_mod", "isofs", "vfat", "nls_cp437", "nls_utf8", "nls_ascii")
 	if err != nil {
 		return err
 	}
@@ -171,7 +172,7 @@ func boot(t *testing.T, cmdline string) (string, *qemu.Result, error) {
 	return bootWith(t, installer, cmdline, time.Minute)
 }
 
-func bootWith(t *testing.T, initrdPath, cmdline string, inactivity time.Duration) (string, *qemu.Result, error) {
+func bootWith(t *testing.T, initrdPath, cmdline string, inactivity time.Duration, extra ...qemu.Option) (string, *qemu.Result, error) {
 	disk := filepath.Join(t.TempDir(), "disk.raw")
 	if err := os.WriteFile(disk, nil, 0o644); err != nil {
 		t.Fatal(err)
@@ -179,10 +180,11 @@ func bootWith(t *testing.T, initrdPath, cmdline string, inactivity time.Duration
 	if err := os.Truncate(disk, 256<<20); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := qemu.New(qemu.WithMemory(1024), qemu.WithCPUs(1), qemu.WithAccel("tcg"),
+	opts := append([]qemu.Option{qemu.WithMemory(1024), qemu.WithCPUs(1), qemu.WithAccel("tcg"),
 		qemu.WithKernel(kernel, initrdPath, "console=ttyS0 panic=-1 inst.text "+cmdline),
 		qemu.WithDisk(qemu.Disk{Path: disk, Format: "raw", Unsafe: true}),
-		qemu.WithUserNet(qemu.UserNet{}))
+		qemu.WithUserNet(qemu.UserNet{})}, extra...)
+	cfg, err := qemu.New(opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -346,4 +348,65 @@ func TestKickstartInInitrd(t *testing.T) {
 	if got := debugfs(t, disk, "cat /etc/app.conf"); !strings.Contains(got, appConf) {
 		t.Errorf("/etc/app.conf: %q", got)
 	}
+}
+
+// mediaISO makes an ISO 9660 volume labelled label that carries the
+// kickstart as /ks.cfg, with xorriso.
+func mediaISO(t *testing.T, label string, ks []byte) string {
+	testutil.RequireTool(t, "xorriso")
+	dir := t.TempDir()
+	tree := filepath.Join(dir, "tree")
+	os.MkdirAll(tree, 0o755)
+	if err := os.WriteFile(filepath.Join(tree, "ks.cfg"), ks, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	iso := filepath.Join(dir, label+".iso")
+	if out, err := exec.Command("xorriso", "-as", "mkisofs", "-o", iso, "-R", "-J", "-V", label, tree).CombinedOutput(); err != nil {
+		t.Fatalf("xorriso: %v\n%s", err, out)
+	}
+	return iso
+}
+
+// TestKickstartOnMedia finds the kickstart on a CD: by label, as
+// inst.ks=hd:LABEL= with inst.stage2= naming the same media; by the
+// OEMDRV rule with no inst.ks at all; and a stage2 label that no device
+// has stops in dracut's emergency mode, a hang to kiln.
+func TestKickstartOnMedia(t *testing.T) {
+	setup(t)
+	tmpl, err := os.ReadFile("testdata/my-rocky9.ks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const dvd = "Rocky-9-5-x86_64-dvd"
+	for _, tc := range []struct {
+		name, label, cmdline string
+	}{
+		{"hd label", dvd, "inst.stage2=hd:LABEL=" + dvd + " inst.ks=hd:LABEL=" + strings.ReplaceAll(dvd, "-", "\\x2d") + ":/ks.cfg"},
+		{"cdrom", dvd, "inst.stage2=hd:LABEL=" + dvd + " inst.ks=cdrom:/ks.cfg"},
+		{"OEMDRV", "OEMDRV", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := startServers(t, string(tmpl))
+			iso := mediaISO(t, tc.label, s.kickstart)
+			disk, res, err := bootWith(t, installer, tc.cmdline, time.Minute, qemu.WithCDROM(iso))
+			if err != nil {
+				t.Fatalf("%v\n%s", err, tail(res))
+			}
+			if got := debugfs(t, disk, "cat /etc/app.conf"); !strings.Contains(got, appConf) {
+				t.Errorf("/etc/app.conf: %q", got)
+			}
+		})
+	}
+	t.Run("no such label", func(t *testing.T) {
+		s := startServers(t, string(tmpl))
+		iso := mediaISO(t, dvd, s.kickstart)
+		_, res, err := bootWith(t, installer, "inst.stage2=hd:LABEL=Rocky-9-4-x86_64-dvd inst.ks=cdrom:/ks.cfg", 30*time.Second, qemu.WithCDROM(iso))
+		if err == nil || res.Outcome != qemu.OutcomeInactivity {
+			t.Fatalf("outcome %s (%v), want %s\n%s", res.Outcome, err, qemu.OutcomeInactivity, tail(res))
+		}
+		ana, _ := os.ReadFile(res.AnacondaLog)
+		if !strings.Contains(string(ana), "/dev/disk/by-label/Rocky-9-4-x86_64-dvd does not exist") {
+			t.Errorf("the log lacks dracut's warning:\n%s", ana)
+		}
+	})
 }

@@ -283,9 +283,15 @@ func (c *Config) cmdline(repro bool) ([]string, error) {
 	if len(order) == 0 {
 		order = []string{"cdrom", "usb", "disk"}
 	}
+	// With -kernel, QEMU's linuxboot option ROM takes bootindex 0, and a
+	// device asking for it too makes QEMU refuse to start.
+	first := 0
+	if c.Kernel != "" {
+		first = 1
+	}
 	bootIndex := map[string]int{}
 	for i, o := range order {
-		bootIndex[o] = i * 10
+		bootIndex[o] = first + i*10
 	}
 	if c.CDROM != "" {
 		a = append(a,

@@ -68,6 +68,12 @@ func TestCmdline(t *testing.T) {
 			},
 		},
 		{
+			// The linuxboot option ROM of -kernel holds bootindex 0.
+			name: "direct boot with a cdrom and a disk",
+			opts: []Option{WithKernel("/k/vmlinuz", "/k/initrd.img", ""), WithCDROM("/iso/oemdrv.iso"), WithDisk(Disk{Path: "/d.raw", Format: "raw"})},
+			want: [][2]string{{"-device", "ide-cd,drive=cd0,bus=ide.0,bootindex=1"}, {"-device", "virtio-blk-pci,drive=disk0,id=vd0,bootindex=21"}},
+		},
+		{
 			name: "secure boot",
 			opts: []Option{WithFirmware(Firmware{Kind: UEFI, Code: "c", Vars: "v", SecureBoot: true})},
 			want: [][2]string{{"-machine", "q35,smm=on"}, {"-global", "driver=cfi.pflash01,property=secure,value=on"}},

@@ -29,9 +29,12 @@ import (
 )
 
 const (
-	logPort = "org.fedoraproject.anaconda.log.0"
-	sysroot = "/mnt/sysroot"
-	disk    = "/dev/vda"
+	// mediaWait is how long to wait for install media to appear; dracut
+	// waits minutes, which only slows a failing test down.
+	mediaWait = 15 * time.Second
+	logPort   = "org.fedoraproject.anaconda.log.0"
+	sysroot   = "/mnt/sysroot"
+	disk      = "/dev/vda"
 )
 
 // logw writes each line to the console and, once it is open, the log port.
@@ -93,8 +96,32 @@ func main() {
 var ending string
 
 func install(ctx context.Context, opts anaconda.BootOptions) error {
+	if opts.Stage2 != "" {
+		// dracut waits for the install media before anything else; with
+		// no such label it never finds its root, and gives up.
+		st, err := anaconda.ParseLocation(opts.Stage2)
+		if err != nil {
+			return &anaconda.Fatal{Msg: "inst.stage2: " + err.Error()}
+		}
+		if st.Kind == "hd" && st.Label != "" {
+			if dev := byLabel(st.Label, mediaWait); dev == "" {
+				fmt.Fprintf(log, "dracut-initqueue: Warning: dracut-initqueue: timeout, still waiting for following initqueue hooks:\n")
+				fmt.Fprintf(log, "dracut-initqueue: Warning: /dev/disk/by-label/%s does not exist\n", st.Label)
+				fmt.Fprintf(log, "Warning: /dev/root does not exist\n")
+				fmt.Fprintf(log, "Entering emergency mode. Exit the shell to continue.\n")
+				hang()
+			} else {
+				logf("INFO", "stage2: install media %s (%s)", dev, st.Label)
+			}
+		}
+	}
 	if opts.KS == "" {
-		return &anaconda.Fatal{Msg: "kickstart: no inst.ks= was given and no OEMDRV volume carries ks.cfg"}
+		// The OEMDRV rule: a volume so labelled carrying ks.cfg.
+		if dev := byLabel("OEMDRV", 3*time.Second); dev != "" {
+			opts.KS = "hd:" + dev + ":/ks.cfg"
+		} else {
+			return &anaconda.Fatal{Msg: "kickstart: no inst.ks= was given and no OEMDRV volume carries ks.cfg"}
+		}
 	}
 	loc, err := anaconda.ParseLocation(opts.KS)
 	if err != nil {
@@ -115,8 +142,31 @@ func install(ctx context.Context, opts anaconda.BootOptions) error {
 		if text, err = fetch(ctx, client, loc.URL); err != nil {
 			return &anaconda.Fatal{Msg: fmt.Sprintf("kickstart: failed to fetch kickstart from %s: %v", loc.URL, err)}
 		}
+	case "hd", "cdrom":
+		var dev string
+		switch {
+		case loc.Kind == "cdrom":
+			dev = firstCDROM(mediaWait)
+		case loc.Label != "":
+			dev = byLabel(loc.Label, mediaWait)
+		case loc.Dev != "":
+			dev = waitFor(func() string {
+				if _, err := os.Stat("/dev/" + loc.Dev); err == nil {
+					return "/dev/" + loc.Dev
+				}
+				return ""
+			}, mediaWait)
+		default:
+			return &anaconda.Fatal{Msg: fmt.Sprintf("kickstart: %s: the test installer does not find devices by UUID", opts.KS)}
+		}
+		if dev == "" {
+			return &anaconda.Fatal{Msg: fmt.Sprintf("kickstart: %s: no such device", opts.KS)}
+		}
+		if text, err = readFrom(dev, loc.Path); err != nil {
+			return &anaconda.Fatal{Msg: fmt.Sprintf("kickstart: the kickstart file %s on %s is missing: %v", loc.Path, dev, err)}
+		}
 	default:
-		return &anaconda.Fatal{Msg: fmt.Sprintf("kickstart: %s: the test installer does not read kickstarts from %s yet", opts.KS, loc.Kind)}
+		return &anaconda.Fatal{Msg: fmt.Sprintf("kickstart: %s: the test installer does not read kickstarts from %s", opts.KS, loc.Kind)}
 	}
 	logf("INFO", "kickstart: parsing kickstart %s", opts.KS)
 	ks := kickstart.Parse("ks.cfg", text, kickstart.Options{Version: kickstart.RHEL9})

@@ -1,0 +1,105 @@
+package main
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// label reads the file system label of a block device as blkid would, for
+// the three file systems install media and OEMDRV volumes use.
+func label(dev string) string {
+	f, err := os.Open(dev)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	buf := make([]byte, 34*1024)
+	n, _ := f.ReadAt(buf, 0)
+	buf = buf[:n]
+	// ISO 9660: the primary volume descriptor at sector 16; its volume
+	// identifier at byte 40, 32 bytes (ECMA-119 8.4.6).
+	if len(buf) >= 32768+72 && buf[32768] == 1 && string(buf[32769:32774]) == "CD001" {
+		return strings.TrimRight(string(buf[32768+40:32768+72]), " ")
+	}
+	// ext2/3/4: the superblock at byte 1024, magic at 56, label at 120.
+	if len(buf) >= 1024+136 && binary.LittleEndian.Uint16(buf[1024+56:]) == 0xef53 {
+		return string(bytes.TrimRight(buf[1024+120:1024+136], "\x00"))
+	}
+	// FAT: the boot sector's volume label, at 0x47 for FAT32, else 0x2b.
+	if len(buf) >= 512 && buf[510] == 0x55 && buf[511] == 0xaa {
+		if string(buf[0x52:0x57]) == "FAT32" {
+			return strings.TrimRight(string(buf[0x47:0x52]), " ")
+		}
+		if string(buf[0x36:0x39]) == "FAT" {
+			return strings.TrimRight(string(buf[0x2b:0x36]), " ")
+		}
+	}
+	return ""
+}
+
+// blockDevices lists /dev paths of the disks and partitions the kernel has
+// found, CD drives first.
+func blockDevices() []string {
+	names, _ := filepath.Glob("/sys/class/block/*")
+	var cds, others []string
+	for _, n := range names {
+		d := "/dev/" + filepath.Base(n)
+		if strings.HasPrefix(filepath.Base(n), "sr") {
+			cds = append(cds, d)
+		} else {
+			others = append(others, d)
+		}
+	}
+	return append(cds, others...)
+}
+
+// byLabel waits up to limit for a device labelled l, as dracut waits for
+// /dev/disk/by-label/<l>.
+func byLabel(l string, limit time.Duration) string {
+	return waitFor(func() string {
+		for _, d := range blockDevices() {
+			if label(d) == l {
+				return d
+			}
+		}
+		return ""
+	}, limit)
+}
+
+// firstCDROM waits for the first CD drive holding a disc.
+func firstCDROM(limit time.Duration) string {
+	return waitFor(func() string {
+		for _, d := range blockDevices() {
+			if strings.HasPrefix(filepath.Base(d), "sr") && label(d) != "" {
+				return d
+			}
+		}
+		return ""
+	}, limit)
+}
+
+// readFrom mounts dev read-only, reads path from it and unmounts it.
+func readFrom(dev, path string) ([]byte, error) {
+	mnt, err := os.MkdirTemp("/run", "media-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(mnt)
+	var merr error
+	for _, fs := range []string{"iso9660", "vfat", "ext4"} {
+		if merr = syscall.Mount(dev, mnt, fs, syscall.MS_RDONLY, ""); merr == nil {
+			break
+		}
+	}
+	if merr != nil {
+		return nil, fmt.Errorf("mounting %s: %w", dev, merr)
+	}
+	defer syscall.Unmount(mnt, 0)
+	return os.ReadFile(filepath.Join(mnt, path))
+}
