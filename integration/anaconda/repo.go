@@ -97,7 +97,8 @@ type compsXML struct {
 // maxMetadata bounds what the installer reads of repository metadata.
 const maxMetadata = 256 << 20
 
-func get(ctx context.Context, client *http.Client, url string) ([]byte, error) {
+// Fetch GETs url whole, up to 256 MiB; anything but a 200 is an error.
+func Fetch(ctx context.Context, client *http.Client, url string) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, err
@@ -116,7 +117,7 @@ func get(ctx context.Context, client *http.Client, url string) ([]byte, error) {
 // LoadRepo reads a repository's metadata from baseURL.
 func LoadRepo(ctx context.Context, client *http.Client, name, baseURL string) (*Repo, error) {
 	base := strings.TrimSuffix(baseURL, "/") + "/"
-	b, err := get(ctx, client, base+"repodata/repomd.xml")
+	b, err := Fetch(ctx, client, base+"repodata/repomd.xml")
 	if err != nil {
 		return nil, fmt.Errorf("repo %s: %w", name, err)
 	}
@@ -128,7 +129,7 @@ func LoadRepo(ctx context.Context, client *http.Client, name, baseURL string) (*
 	for _, d := range md.Data {
 		switch d.Type {
 		case "primary":
-			data, err := get(ctx, client, base+d.Location.Href)
+			data, err := Fetch(ctx, client, base+d.Location.Href)
 			if err != nil {
 				return nil, fmt.Errorf("repo %s: %w", name, err)
 			}
@@ -160,7 +161,7 @@ func LoadRepo(ctx context.Context, client *http.Client, name, baseURL string) (*
 				r.Packages[pkg.Name] = pkg
 			}
 		case "group":
-			data, err := get(ctx, client, base+d.Location.Href)
+			data, err := Fetch(ctx, client, base+d.Location.Href)
 			if err != nil {
 				return nil, fmt.Errorf("repo %s: %w", name, err)
 			}

@@ -17,14 +17,13 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/kiln-build/kiln/integration/anaconda"
+	"github.com/kiln-build/kiln/internal/guest/initutil"
 	"github.com/kiln-build/kiln/pkg/kickstart"
 )
 
@@ -32,7 +31,6 @@ const (
 	// mediaWait is how long to wait for install media to appear; dracut
 	// waits minutes, which only slows a failing test down.
 	mediaWait = 15 * time.Second
-	logPort   = "org.fedoraproject.anaconda.log.0"
 	sysroot   = "/mnt/sysroot"
 	disk      = "/dev/vda"
 )
@@ -63,8 +61,8 @@ func main() {
 			fmt.Printf("mounting %s: %v\n", m.dst, err)
 		}
 	}
-	loadModules()
-	if port := waitFor(findPort, 10*time.Second); port != "" {
+	initutil.LoadModules()
+	if port := initutil.WaitFor(func() string { return initutil.FindPort(initutil.AnacondaLogPort) }, 10*time.Second); port != "" {
 		if f, err := os.OpenFile(port, os.O_WRONLY, 0); err == nil {
 			log.port = f
 		}
@@ -139,7 +137,7 @@ func install(ctx context.Context, opts anaconda.BootOptions) error {
 			return err
 		}
 		logf("INFO", "kickstart: fetching %s", loc.URL)
-		if text, err = fetch(ctx, client, loc.URL); err != nil {
+		if text, err = anaconda.Fetch(ctx, client, loc.URL); err != nil {
 			return &anaconda.Fatal{Msg: fmt.Sprintf("kickstart: failed to fetch kickstart from %s: %v", loc.URL, err)}
 		}
 	case "hd", "cdrom":
@@ -150,12 +148,7 @@ func install(ctx context.Context, opts anaconda.BootOptions) error {
 		case loc.Label != "":
 			dev = byLabel(loc.Label, mediaWait)
 		case loc.Dev != "":
-			dev = waitFor(func() string {
-				if _, err := os.Stat("/dev/" + loc.Dev); err == nil {
-					return "/dev/" + loc.Dev
-				}
-				return ""
-			}, mediaWait)
+			dev = initutil.WaitFor(initutil.Exists("/dev/"+loc.Dev), mediaWait)
 		default:
 			return &anaconda.Fatal{Msg: fmt.Sprintf("kickstart: %s: the test installer does not find devices by UUID", opts.KS)}
 		}
@@ -229,12 +222,7 @@ func partition(ks *kickstart.File) error {
 	if len(ks.Commands("autopart", "part", "partition")) == 0 {
 		return &anaconda.Fatal{Msg: "storage configuration failed: the kickstart has no autopart or part lines"}
 	}
-	dev := waitFor(func() string {
-		if _, err := os.Stat(disk); err == nil {
-			return disk
-		}
-		return ""
-	}, 20*time.Second)
+	dev := initutil.WaitFor(initutil.Exists(disk), 20*time.Second)
 	if dev == "" {
 		return &anaconda.Fatal{Msg: "storage configuration failed: no disks found (" + disk + ")"}
 	}
@@ -260,12 +248,7 @@ func partition(ks *kickstart.File) error {
 	}
 	f.Close()
 	part := dev + "1"
-	if waitFor(func() string {
-		if _, err := os.Stat(part); err == nil {
-			return part
-		}
-		return ""
-	}, 10*time.Second) == "" {
+	if initutil.WaitFor(initutil.Exists(part), 10*time.Second) == "" {
 		return &anaconda.Fatal{Msg: "storage configuration failed: " + part + " never appeared"}
 	}
 	logf("INFO", "storage: making an ext4 file system on %s", part)
@@ -279,14 +262,15 @@ func partition(ks *kickstart.File) error {
 	return nil
 }
 
+func hang() {
+	for {
+		syscall.Pause()
+	}
+}
+
 // network brings up eth0 with DHCP, as Anaconda's ip=dhcp default does.
 func network() error {
-	if waitFor(func() string {
-		if _, err := os.Stat("/sys/class/net/eth0"); err == nil {
-			return "eth0"
-		}
-		return ""
-	}, 10*time.Second) == "" {
+	if initutil.WaitFor(initutil.Exists("/sys/class/net/eth0"), 10*time.Second) == "" {
 		return &anaconda.Fatal{Msg: "network: no network device (eth0) appeared"}
 	}
 	script := "#!/bin/sh\n[ \"$1\" = deconfig ] && /bin/busybox ifconfig \"$interface\" 0.0.0.0 up\n[ \"$1\" = bound ] || exit 0\n/bin/busybox ifconfig \"$interface\" \"$ip\" netmask \"$subnet\" up\n" +
@@ -304,70 +288,4 @@ func network() error {
 	}
 	logf("INFO", "network: eth0 is up")
 	return nil
-}
-
-func fetch(ctx context.Context, client *http.Client, url string) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s", resp.Status)
-	}
-	return io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-}
-
-// loadModules loads /modules/*.ko in the order /modules/order lists them,
-// dependencies first.
-func loadModules() {
-	order, err := os.ReadFile("/modules/order")
-	if err != nil {
-		return
-	}
-	for _, name := range strings.Fields(string(order)) {
-		f, err := os.Open(filepath.Join("/modules", name))
-		if err != nil {
-			fmt.Printf("module %s: %v\n", name, err)
-			continue
-		}
-		if err := unix.FinitModule(int(f.Fd()), "", 0); err != nil && err != unix.EEXIST {
-			fmt.Printf("loading %s: %v\n", name, err)
-		}
-		f.Close()
-	}
-}
-
-// findPort returns the device of the Anaconda log port, found by name in
-// sysfs as udev would.
-func findPort() string {
-	names, _ := filepath.Glob("/sys/class/virtio-ports/*/name")
-	for _, n := range names {
-		b, _ := os.ReadFile(n)
-		if string(bytes.TrimSpace(b)) == logPort {
-			return "/dev/" + filepath.Base(filepath.Dir(n))
-		}
-	}
-	return ""
-}
-
-// waitFor polls for a device the kernel probes asynchronously; without
-// udev there is no event to wait on.
-func waitFor(f func() string, limit time.Duration) string {
-	for end := time.Now().Add(limit); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
-		if s := f(); s != "" {
-			return s
-		}
-	}
-	return f()
-}
-
-func hang() {
-	for {
-		syscall.Pause()
-	}
 }

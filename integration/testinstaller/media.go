@@ -9,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/kiln-build/kiln/internal/guest/initutil"
 )
 
 // label reads the file system label of a block device as blkid would, for
@@ -62,7 +64,7 @@ func blockDevices() []string {
 // byLabel waits up to limit for a device labelled l, as dracut waits for
 // /dev/disk/by-label/<l>.
 func byLabel(l string, limit time.Duration) string {
-	return waitFor(func() string {
+	return initutil.WaitFor(func() string {
 		for _, d := range blockDevices() {
 			if label(d) == l {
 				return d
@@ -74,7 +76,7 @@ func byLabel(l string, limit time.Duration) string {
 
 // firstCDROM waits for the first CD drive holding a disc.
 func firstCDROM(limit time.Duration) string {
-	return waitFor(func() string {
+	return initutil.WaitFor(func() string {
 		for _, d := range blockDevices() {
 			if strings.HasPrefix(filepath.Base(d), "sr") && label(d) != "" {
 				return d

@@ -9,23 +9,22 @@ import (
 	"bytes"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/kiln-build/kiln/internal/guest/initutil"
 )
 
 func main() {
 	mount("proc", "/proc", "proc")
 	mount("sysfs", "/sys", "sysfs")
 	mount("devtmpfs", "/dev", "devtmpfs")
-	loadModules()
+	initutil.LoadModules()
 	mode := param("kiln.test")
 	say("KILN-SERIAL-MARKER mode=%s", mode)
 
-	port := waitFor(findPort, 20*time.Second)
+	port := initutil.WaitFor(func() string { return initutil.FindPort(initutil.AnacondaLogPort) }, 20*time.Second)
 	if port == "" {
 		fail("the Anaconda log port never appeared")
 	}
@@ -35,12 +34,7 @@ func main() {
 	}
 	fmt.Fprintf(log, "12:00:00,000 INFO anaconda: KILN-ANACONDA-MARKER mode=%s\n", mode)
 
-	disk := waitFor(func() string {
-		if _, err := os.Stat("/dev/vda"); err == nil {
-			return "/dev/vda"
-		}
-		return ""
-	}, 20*time.Second)
+	disk := initutil.WaitFor(initutil.Exists("/dev/vda"), 20*time.Second)
 	if disk == "" {
 		fail("/dev/vda never appeared")
 	}
@@ -74,58 +68,12 @@ func mount(src, dst, fstype string) {
 	}
 }
 
-// loadModules loads /modules/*.ko in the order /modules/order lists them
-// (dependencies first).
-func loadModules() {
-	order, err := os.ReadFile("/modules/order")
-	if err != nil {
-		return
-	}
-	for _, name := range strings.Fields(string(order)) {
-		f, err := os.Open(filepath.Join("/modules", name))
-		if err != nil {
-			say("module %s: %v", name, err)
-			continue
-		}
-		if err := unix.FinitModule(int(f.Fd()), "", 0); err != nil && err != unix.EEXIST {
-			say("loading %s: %v", name, err)
-		}
-		f.Close()
-	}
-}
-
 func param(name string) string {
 	b, _ := os.ReadFile("/proc/cmdline")
 	for _, f := range strings.Fields(string(b)) {
 		if v, ok := strings.CutPrefix(f, name+"="); ok {
 			return v
 		}
-	}
-	return ""
-}
-
-// findPort returns the device of the Anaconda log port, found by name in
-// sysfs as udev would.
-func findPort() string {
-	names, _ := filepath.Glob("/sys/class/virtio-ports/*/name")
-	for _, n := range names {
-		b, _ := os.ReadFile(n)
-		if string(bytes.TrimSpace(b)) == "org.fedoraproject.anaconda.log.0" {
-			return "/dev/" + filepath.Base(filepath.Dir(n))
-		}
-	}
-	return ""
-}
-
-// waitFor polls for a device the kernel probes asynchronously; there is no
-// udev in this initramfs to send an event.
-func waitFor(f func() string, limit time.Duration) string {
-	deadline := time.Now().Add(limit)
-	for time.Now().Before(deadline) {
-		if s := f(); s != "" {
-			return s
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 	return ""
 }
