@@ -24,6 +24,10 @@ type Cache struct {
 	dir    string
 	client *http.Client
 
+	// downloads counts running downloads; a client can have every byte
+	// before the download has published its entry.
+	downloads sync.WaitGroup
+
 	mu          sync.Mutex
 	inflight    map[string]*fetch
 	verified    map[string]verifiedStamp // objects whose sha256 was checked by this process
@@ -224,6 +228,7 @@ func (c *Cache) start(key, url, want string, prev *entryMeta) *fetch {
 	f := &fetch{key: key, url: url, want: want, ready: make(chan struct{}), readers: 2}
 	f.cond = sync.NewCond(&f.mu)
 	c.inflight[key] = f
+	c.downloads.Add(1)
 	go c.run(f, prev)
 	return f
 }
@@ -231,6 +236,7 @@ func (c *Cache) start(key, url, want string, prev *entryMeta) *fetch {
 // run downloads f. It is detached from any one client: if the first
 // client goes away, the others still get the object.
 func (c *Cache) run(f *fetch, prev *entryMeta) {
+	defer c.downloads.Done()
 	err := c.download(f, prev)
 	c.mu.Lock()
 	delete(c.inflight, f.key)

@@ -303,6 +303,7 @@ func TestCorruptEntryIsFetchedAgain(t *testing.T) {
 	rpm := []byte("a perfectly good rpm")
 	e.up.set(base+"Packages/c.rpm", rpm)
 	e.get(t, e.mirror("Packages/c.rpm"))
+	e.cache.downloads.Wait()
 	corrupt(t, e.cache, objectKey(e.up.URL+base+"Packages/c.rpm", ""))
 	// A new process (a new Cache) checks each entry once.
 	e2 := newEnvWith(t, e.up, e.cache.dir)
@@ -341,6 +342,7 @@ func TestLargeCorruptEntryIsFetchedAgain(t *testing.T) {
 	rpm := bytes.Repeat([]byte("big"), 1<<20) // over packMax: a file of its own
 	e.up.set(base+"Packages/big.rpm", rpm)
 	e.get(t, e.mirror("Packages/big.rpm"))
+	e.cache.downloads.Wait()
 	corrupt(t, e.cache, objectKey(e.up.URL+base+"Packages/big.rpm", ""))
 	e2 := newEnvWith(t, e.up, e.cache.dir)
 	if code, body := e2.get(t, e2.mirror("Packages/big.rpm")); code != 200 || !bytes.Equal(body, rpm) {

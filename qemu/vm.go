@@ -155,6 +155,37 @@ type supervisor struct {
 	qmp     *qmp.Client
 
 	fatal chan fatalLine // the first fatal log line
+	lines chan struct{}  // a log line arrived; for draining after a fatal one
+}
+
+// After a fatal line, the rest of the report is still on its way: a
+// traceback runs to many lines, and the installer writes the same line to
+// the console and to its log port. The run ends once the logs have been
+// quiet for logQuiet, or after logDrainMax at the most.
+const (
+	logQuiet    = 300 * time.Millisecond
+	logDrainMax = 3 * time.Second
+)
+
+// drainLogs waits until no log line has arrived for logQuiet.
+func (s *supervisor) drainLogs() {
+	limit := time.NewTimer(logDrainMax)
+	defer limit.Stop()
+	for {
+		quiet := time.NewTimer(logQuiet)
+		select {
+		case <-s.lines:
+			quiet.Stop()
+		case <-quiet.C:
+			return
+		case <-limit.C:
+			quiet.Stop()
+			return
+		case <-s.exited:
+			quiet.Stop()
+			return
+		}
+	}
 }
 
 func (s *supervisor) run(ctx context.Context) (*Result, error) {
@@ -287,6 +318,7 @@ func (s *supervisor) supervise(ctx context.Context, argv []string) (*Result, err
 	cancelAccept()
 
 	s.fatal = make(chan fatalLine, 1)
+	s.lines = make(chan struct{}, 1)
 	var readers sync.WaitGroup
 	readers.Add(2)
 	go s.readLog(&readers, "serial", conns["serial"], serialLog)
@@ -456,7 +488,8 @@ func (s *supervisor) watch(ctx context.Context, events <-chan qmp.Event) (*Resul
 			}
 		case f := <-s.fatal:
 			// The installer is dead: a graceful powerdown would only wait
-			// for it, so quit at once.
+			// for it, so quit as soon as its last words are in the logs.
+			s.drainLogs()
 			s.screendump()
 			s.stop(false)
 			return s.fail(f.outcome, f.line)
@@ -575,6 +608,10 @@ func (s *supervisor) readLog(wg *sync.WaitGroup, source string, r io.Reader, w i
 		line, err := br.ReadString('\n')
 		if line != "" {
 			io.WriteString(w, line)
+			select {
+			case s.lines <- struct{}{}:
+			default:
+			}
 			text := strings.TrimRight(line, "\r\n")
 			if s.opts.OnLine != nil {
 				s.opts.OnLine(source, text)

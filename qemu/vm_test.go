@@ -310,6 +310,11 @@ func TestVMInstallerError(t *testing.T) {
 	if res.Outcome != OutcomeInstallerError || !strings.Contains(res.Detail, "Traceback (most recent call last)") {
 		t.Errorf("outcome %s %q", res.Outcome, res.Detail)
 	}
+	// The run stops on the traceback's first line, but its last line, the
+	// one that says what went wrong, must still reach the log.
+	if ana, _ := os.ReadFile(res.AnacondaLog); !strings.Contains(string(ana), "PayloadInstallationError: KILN-TEST") {
+		t.Errorf("the installer log lacks the end of the traceback:\n%s", ana)
+	}
 	for _, p := range []string{res.Screendump, res.SerialLog, res.AnacondaLog} {
 		if !strings.Contains(err.Error(), p) {
 			t.Errorf("error does not name %s:\n%v", p, err)
