@@ -83,7 +83,7 @@ func (s *Server) serveMirror(w http.ResponseWriter, r *http.Request, name, escap
 	if f != nil {
 		defer f.Close()
 		if k == immutable || s.cfg.Offline {
-			s.serveCached(w, r, name, rel, key, meta, f)
+			s.serveCached(w, r, name, rel, target, key, k, meta, f)
 			return
 		}
 	}
@@ -107,7 +107,7 @@ func (s *Server) serveMirror(w http.ResponseWriter, r *http.Request, name, escap
 	fe.mu.Unlock()
 	if hit {
 		// 304: the cached copy is current.
-		s.serveCached(w, r, name, rel, key, meta, f)
+		s.serveCached(w, r, name, rel, target, key, k, meta, f)
 		return
 	}
 	if !started {
@@ -115,7 +115,7 @@ func (s *Server) serveMirror(w http.ResponseWriter, r *http.Request, name, escap
 			// The upstream is unreachable, but we have a copy: better a
 			// slightly stale repo than a failed build.
 			s.cfg.Log.Warn("upstream failed; serving the cached copy", "mirror", name, "path", rel, "err", ferr)
-			s.serveCached(w, r, name, rel, key, meta, f)
+			s.serveCached(w, r, name, rel, target, key, k, meta, f)
 			return
 		}
 		status := http.StatusBadGateway
@@ -180,11 +180,9 @@ func (s *Server) fetchFailed(w http.ResponseWriter, name, rel string, err error)
 	http.Error(w, err.Error(), http.StatusBadGateway)
 }
 
-func (s *Server) serveCached(w http.ResponseWriter, r *http.Request, name, rel, key string, meta *entryMeta, f object) {
+func (s *Server) serveCached(w http.ResponseWriter, r *http.Request, name, rel, target, key string, k kind, meta *entryMeta, f object) {
 	s.cfg.Cache.touch(key, f)
-	u := *s.mirrors[name]
-	u.Path += rel
-	s.afterFetch(name, rel, u.String(), classify(rel), meta, f)
+	s.afterFetch(name, rel, target, k, meta, f)
 	s.cacheBytes.Add(meta.Size)
 	s.record(name, rel, meta.Size, meta.SHA256, true)
 	s.serveFileFrom(w, r, rel, meta, f)
