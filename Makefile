@@ -8,7 +8,7 @@ FUZZTIME ?= 30s
 # Packages with fuzz targets, and the target in each.
 FUZZ := ./pkg/kickstart:FuzzParse ./pkg/tdl:FuzzParse ./pkg/initrd:FuzzReader ./ksserve:FuzzPaths ./iso:FuzzReader ./pkg/fat:FuzzReader ./integration/anaconda:FuzzParseLocation
 
-.PHONY: help setup bench-setup build test bench bench-proxy bench-iso bench-vm fuzz lint demo clean
+.PHONY: help setup bench-setup build fixtures test bench bench-proxy bench-iso bench-vm fuzz lint demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -18,6 +18,9 @@ setup: ## install Debian packages and Go modules the build and tests need
 
 build: ## build bin/kiln
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/kiln
+
+fixtures: setup ## build the integration tests' installer, mirror and install media into .cache/fixtures (cached)
+	$(GO) run ./integration/cmd/fixtures
 
 test: setup ## run every test (CI=true turns missing-tool skips into failures)
 	$(GO) vet ./...

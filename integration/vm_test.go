@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -19,112 +18,44 @@ import (
 	"time"
 
 	"github.com/kiln-build/kiln/integration/fixtures"
-	"github.com/kiln-build/kiln/internal/guest"
 	"github.com/kiln-build/kiln/internal/testutil"
 	"github.com/kiln-build/kiln/pkg/initrd"
 	"github.com/kiln-build/kiln/qemu"
 )
 
-// The test installer's kernel and initramfs, and the mirror, are built
-// once per test binary and shared by every boot.
+// The fixtures (the test installer's kernel and initramfs, the mirror and
+// the install media) are built once, cached across runs, and shared by
+// every boot.
 var (
 	setupOnce sync.Once
 	setupErr  error
+	fx        *fixtures.Set
 	kernel    string
 	installer string // the initramfs
 	mirrorDir string
-	workDir   string
 )
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if workDir != "" {
-		os.RemoveAll(workDir)
-	}
-	os.Exit(code)
-}
 
 func setup(t *testing.T) {
 	t.Helper()
-	for _, tool := range []string{"qemu-system-x86_64", "go", "rpmbuild", "createrepo_c", "debugfs", "mke2fs", "ldd"} {
+	for _, tool := range append([]string{"qemu-system-x86_64", "debugfs"}, fixtures.Tools...) {
 		testutil.RequireTool(t, tool)
 	}
-	testutil.RequireFile(t, "/bin/busybox")
-	setupOnce.Do(func() { setupErr = build() })
+	for _, f := range append([]string{"/bin/busybox"}, fixtures.MediaFiles...) {
+		testutil.RequireFile(t, f)
+	}
+	setupOnce.Do(func() {
+		cache, err := fixtures.DefaultCache()
+		if err != nil {
+			setupErr = err
+			return
+		}
+		if fx, setupErr = fixtures.Load(cache, "./testinstaller"); setupErr == nil {
+			kernel, installer, mirrorDir = fx.Kernel, fx.Initrd, fx.Mirror
+		}
+	})
 	if setupErr != nil {
 		t.Fatal(setupErr)
 	}
-}
-
-func build() error {
-	var kver string
-	var err error
-	if kernel, kver, err = guest.Kernel(); err != nil {
-		return err
-	}
-	if workDir, err = os.MkdirTemp("", "kiln-integration-"); err != nil {
-		return err
-	}
-	init := filepath.Join(workDir, "init")
-	if err := guest.BuildGo("./testinstaller", init); err != nil {
-		return err
-	}
-	mods, err := guest.Modules(kver, "virtio_pci", "virtio_blk", "virtio_console", "virtio_net", "af_packet", "crc32c_generic", "ext4",
-		"ahci", "sr_mod", "isofs", "vfat", "nls_cp437", "nls_utf8", "nls_ascii")
-	if err != nil {
-		return err
-	}
-	extra, err := programs("/bin/busybox", "/usr/sbin/mke2fs")
-	if err != nil {
-		return err
-	}
-	extra = append(extra, initrd.Entry{Name: "bin/sh", Mode: fs.ModeSymlink | 0o777, Target: "busybox"})
-	installer = filepath.Join(workDir, "initrd.img")
-	if err := guest.Initramfs(installer, init, mods, extra); err != nil {
-		return err
-	}
-	bb, err := os.ReadFile("/bin/busybox")
-	if err != nil {
-		return err
-	}
-	mirrorDir = filepath.Join(workDir, "mirror")
-	return fixtures.Mirror(mirrorDir, bb)
-}
-
-var lddLine = regexp.MustCompile(`(?m)(/\S+) \(0x`)
-
-// programs returns initramfs entries for each program at its own path,
-// with the shared libraries and dynamic loader ldd says it needs.
-func programs(paths ...string) ([]initrd.Entry, error) {
-	seen := map[string]bool{}
-	var out []initrd.Entry
-	add := func(p string) error {
-		if seen[p] {
-			return nil
-		}
-		seen[p] = true
-		b, err := os.ReadFile(p) // follows a symlink to the library itself
-		if err != nil {
-			return err
-		}
-		out = append(out, initrd.Entry{Name: strings.TrimPrefix(p, "/"), Mode: 0o755, Content: bytes.NewReader(b), Size: int64(len(b))})
-		return nil
-	}
-	for _, p := range paths {
-		if err := add(p); err != nil {
-			return nil, err
-		}
-		o, err := exec.Command("ldd", p).CombinedOutput()
-		if err != nil && !bytes.Contains(o, []byte("not a dynamic executable")) {
-			return nil, fmt.Errorf("ldd %s: %v: %s", p, err, o)
-		}
-		for _, m := range lddLine.FindAllSubmatch(o, -1) {
-			if err := add(string(m[1])); err != nil {
-				return nil, err
-			}
-		}
-	}
-	return out, nil
 }
 
 // servers are the test's loopback mirror, file server and kickstart
@@ -188,7 +119,7 @@ func bootWith(t *testing.T, initrdPath, cmdline string, inactivity time.Duration
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := qemu.Run(context.Background(), cfg, qemu.RunOptions{TempDir: t.TempDir(), Timeout: 10 * time.Minute, Inactivity: inactivity})
+	res, err := qemu.Run(context.Background(), cfg, qemu.RunOptions{TempDir: t.TempDir(), Keep: true, Timeout: 10 * time.Minute, Inactivity: inactivity})
 	return disk, res, err
 }
 
@@ -213,6 +144,14 @@ func TestInstallScenario(t *testing.T) {
 		t.Fatalf("%v\n%s", err, tail(res))
 	}
 	t.Logf("installed in %v", res.Duration)
+	checkScenario(t, disk)
+}
+
+// checkScenario checks a disk the reference scenario was installed on:
+// a clean file system with what the kickstart's packages and %post put
+// there.
+func checkScenario(t *testing.T, disk string) {
+	t.Helper()
 	if out, err := exec.Command("e2fsck", "-f", "-n", disk+"?offset=1048576").CombinedOutput(); err != nil {
 		t.Errorf("e2fsck: %v\n%s", err, out)
 	}
@@ -350,19 +289,14 @@ func TestKickstartInInitrd(t *testing.T) {
 	}
 }
 
-// mediaISO makes an ISO 9660 volume labelled label that carries the
-// kickstart as /ks.cfg, with xorriso.
+// mediaISO makes install media labelled label that carry the kickstart
+// as /ks.cfg, with no repositories: the boot ISO's content.
 func mediaISO(t *testing.T, label string, ks []byte) string {
-	testutil.RequireTool(t, "xorriso")
 	dir := t.TempDir()
-	tree := filepath.Join(dir, "tree")
-	os.MkdirAll(tree, 0o755)
-	if err := os.WriteFile(filepath.Join(tree, "ks.cfg"), ks, 0o644); err != nil {
-		t.Fatal(err)
-	}
 	iso := filepath.Join(dir, label+".iso")
-	if out, err := exec.Command("xorriso", "-as", "mkisofs", "-o", iso, "-R", "-J", "-V", label, tree).CombinedOutput(); err != nil {
-		t.Fatalf("xorriso: %v\n%s", err, out)
+	m := fixtures.Media{Layout: "el9", Label: label, Release: "9.5", Kernel: kernel, Initrd: installer, Kickstart: ks}
+	if err := m.Build(filepath.Join(dir, "work"), iso); err != nil {
+		t.Fatal(err)
 	}
 	return iso
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -279,9 +280,13 @@ func (c *Config) cmdline(repro bool) ([]string, error) {
 			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+escapeOpt(c.Firmware.Code),
 			"-drive", "if=pflash,format=raw,unit=1,file="+escapeOpt(c.VarsPath()))
 	}
-	order := c.BootOrder
-	if len(order) == 0 {
-		order = []string{"cdrom", "usb", "disk"}
+	// Devices the order leaves out come after it, in the default order:
+	// each needs a bootindex of its own.
+	order := append([]string(nil), c.BootOrder...)
+	for _, o := range []string{"cdrom", "usb", "disk"} {
+		if !slices.Contains(order, o) {
+			order = append(order, o)
+		}
 	}
 	// With -kernel, QEMU's linuxboot option ROM takes bootindex 0, and a
 	// device asking for it too makes QEMU refuse to start.

@@ -68,6 +68,13 @@ func TestCmdline(t *testing.T) {
 			},
 		},
 		{
+			// A device the boot order leaves out still gets an index of
+			// its own, after the ones named.
+			name: "boot order naming only the cdrom",
+			opts: []Option{WithCDROM("/iso/dvd.iso"), WithDisk(Disk{Path: "/d.raw", Format: "raw"}), WithBootOrder("cdrom")},
+			want: [][2]string{{"-device", "ide-cd,drive=cd0,bus=ide.0,bootindex=0"}, {"-device", "virtio-blk-pci,drive=disk0,id=vd0,bootindex=20"}},
+		},
+		{
 			// The linuxboot option ROM of -kernel holds bootindex 0.
 			name: "direct boot with a cdrom and a disk",
 			opts: []Option{WithKernel("/k/vmlinuz", "/k/initrd.img", ""), WithCDROM("/iso/oemdrv.iso"), WithDisk(Disk{Path: "/d.raw", Format: "raw"})},

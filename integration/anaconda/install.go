@@ -28,6 +28,8 @@ type Installer struct {
 	Client   *http.Client
 	Log      io.Writer // receives lines in Anaconda's log format
 	Proxy    string    // inst.proxy=, used when a repo names none
+	InstRepo string    // inst.repo=, as a URL the client reads (http:, file:)
+	Media    string    // where the boot media is mounted, or ""
 }
 
 // Fatal is an installation error; its message is the line Anaconda would
@@ -40,6 +42,19 @@ func (in *Installer) logf(level, format string, args ...any) {
 	fmt.Fprintf(in.Log, "%s %s anaconda: %s\n", time.Now().UTC().Format("15:04:05,000"), level, fmt.Sprintf(format, args...))
 }
 
+// NewClient is the installer's HTTP client: through proxy when it is set,
+// and able to read file: URLs, which is how Anaconda reads repositories on
+// the install media it has mounted.
+func NewClient(proxy string, timeout time.Duration) *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.Proxy = nil
+	if u, err := url.Parse(proxy); proxy != "" && err == nil {
+		tr.Proxy = http.ProxyURL(u)
+	}
+	tr.RegisterProtocol("file", http.NewFileTransport(http.Dir("/")))
+	return &http.Client{Transport: tr, Timeout: timeout}
+}
+
 func (in *Installer) client(proxy string) *http.Client {
 	if proxy == "" {
 		proxy = in.Proxy
@@ -47,28 +62,132 @@ func (in *Installer) client(proxy string) *http.Client {
 	if proxy == "" {
 		return in.Client
 	}
-	u, err := url.Parse(proxy)
-	if err != nil {
-		return in.Client
+	return NewClient(proxy, in.Client.Timeout)
+}
+
+// MediaRepo is where Anaconda mounts the install media it booted from.
+const MediaRepo = "/run/install/repo"
+
+// baseRepos loads the installation source: the kickstart's url (by
+// --url or --mirrorlist), or, for cdrom, harddrive or no source at all,
+// inst.repo= or the install media. A tree whose .treeinfo lists variants
+// (a DVD: BaseOS and AppStream) gives a repository for each, as Anaconda
+// adds them.
+func (in *Installer) baseRepos(ctx context.Context) ([]*Repo, error) {
+	src := in.KS.InstallSource()
+	var base, proxy string
+	switch {
+	case src != nil && src.Kind == "url":
+		proxy = src.Proxy
+		base = src.URL
+		if base == "" && src.Mirrorlist != "" {
+			r, err := in.fromMirrorlist(ctx, "anaconda", src.Mirrorlist, proxy)
+			if err != nil {
+				return nil, &Fatal{fmt.Sprintf("packaging: base repo (%s) not valid -- %v", src.Mirrorlist, err)}
+			}
+			return []*Repo{r}, nil
+		}
+	case src != nil && src.Kind != "cdrom" && src.Kind != "harddrive":
+		return nil, &Fatal{fmt.Sprintf("packaging: the test installer does not install from %s", src.Kind)}
+	case in.InstRepo != "":
+		base = in.InstRepo
+	case in.Media != "":
+		base = "file://" + in.Media
 	}
-	return &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(u)}, Timeout: in.Client.Timeout}
+	if base == "" {
+		return nil, nil
+	}
+	client := in.client(proxy)
+	variants := treeVariants(ctx, client, base)
+	var repos []*Repo
+	for _, v := range variants {
+		name, u := "anaconda", base
+		if v != "." {
+			name, u = v, strings.TrimSuffix(base, "/")+"/"+v
+		}
+		r, err := LoadRepo(ctx, client, name, u)
+		if err != nil {
+			return nil, &Fatal{fmt.Sprintf("packaging: base repo (%s) not valid -- %v", u, err)}
+		}
+		r.client = client
+		repos = append(repos, r)
+	}
+	return repos, nil
+}
+
+// treeVariants reads the repository directories a tree's .treeinfo
+// lists; a tree without one, or with none, is a repository itself (".").
+func treeVariants(ctx context.Context, client *http.Client, base string) []string {
+	b, err := Fetch(ctx, client, strings.TrimSuffix(base, "/")+"/.treeinfo")
+	if err != nil {
+		return []string{"."}
+	}
+	var out []string
+	section := ""
+	for _, l := range strings.Split(string(b), "\n") {
+		l = strings.TrimSpace(l)
+		if strings.HasPrefix(l, "[") {
+			section = strings.Trim(l, "[]")
+			continue
+		}
+		k, v, ok := strings.Cut(l, "=")
+		if ok && strings.HasPrefix(section, "variant-") && strings.TrimSpace(k) == "repository" {
+			out = append(out, strings.TrimSpace(v))
+		}
+	}
+	if len(out) == 0 {
+		return []string{"."}
+	}
+	return out
+}
+
+// fromMirrorlist loads the first repository of a plain mirror list that
+// answers, as dnf does; metalinks are not read.
+func (in *Installer) fromMirrorlist(ctx context.Context, name, list, proxy string) (*Repo, error) {
+	client := in.client(proxy)
+	b, err := Fetch(ctx, client, list)
+	if err != nil {
+		return nil, fmt.Errorf("mirror list: %w", err)
+	}
+	var errs []error
+	for _, l := range strings.Split(string(b), "\n") {
+		l = strings.TrimSpace(l)
+		if l == "" || strings.HasPrefix(l, "#") {
+			continue
+		}
+		r, err := LoadRepo(ctx, client, name, l)
+		if err == nil {
+			r.client = client
+			return r, nil
+		}
+		errs = append(errs, err)
+	}
+	if len(errs) == 0 {
+		return nil, fmt.Errorf("mirror list %s names no mirrors", list)
+	}
+	return nil, errors.Join(errs...)
 }
 
 // Packages installs the %packages selection from the url and repo lines.
 func (in *Installer) Packages(ctx context.Context) error {
-	var repos []*Repo
-	if src := in.KS.InstallSource(); src != nil && src.Kind == "url" && src.URL != "" {
-		r, err := LoadRepo(ctx, in.client(src.Proxy), "anaconda", src.URL)
-		if err != nil {
-			return &Fatal{fmt.Sprintf("packaging: base repo (%s) not valid -- %v", src.URL, err)}
-		}
-		repos = append(repos, r)
+	repos, err := in.baseRepos(ctx)
+	if err != nil {
+		return err
 	}
 	for _, kr := range in.KS.Repos() {
-		if kr.BaseURL == "" {
+		var r *Repo
+		var err error
+		switch {
+		case kr.BaseURL != "":
+			client := in.client(kr.Proxy)
+			if r, err = LoadRepo(ctx, client, kr.Name, kr.BaseURL); err == nil {
+				r.client = client
+			}
+		case kr.Mirrorlist != "":
+			r, err = in.fromMirrorlist(ctx, kr.Name, kr.Mirrorlist, kr.Proxy)
+		default:
 			continue
 		}
-		r, err := LoadRepo(ctx, in.client(kr.Proxy), kr.Name, kr.BaseURL)
 		if err != nil {
 			return &Fatal{fmt.Sprintf("The following error occurred while installing.  This is a fatal error and installation will be aborted. Failed to set up repo %s: %v", kr.Name, err)}
 		}
@@ -101,7 +220,11 @@ func (in *Installer) Packages(ctx context.Context) error {
 	}
 	for i, p := range pkgs {
 		in.logf("INFO", "Installing %s-%s.noarch (%d/%d)", p.Name, p.Version, i+1, len(pkgs))
-		if _, err := Install(ctx, in.Client, p, in.Root); err != nil {
+		client := in.Client
+		if p.Repo.client != nil {
+			client = p.Repo.client
+		}
+		if _, err := Install(ctx, client, p, in.Root); err != nil {
 			return &Fatal{"The following error occurred while installing.  This is a fatal error and installation will be aborted. " + err.Error()}
 		}
 	}
@@ -256,12 +379,22 @@ func (in *Installer) prepend(path, line string) error {
 	return os.WriteFile(p, append([]byte(line+"\n"), old...), mode)
 }
 
+// PreScripts runs the %pre scripts, in the installer's own environment,
+// before storage is touched, as Anaconda does.
+func (in *Installer) PreScripts(ctx context.Context) error {
+	return in.scripts(ctx, kickstart.SectionPre, "%pre")
+}
+
 // PostScripts runs the %post scripts in order, chrooted into the target
 // unless --nochroot, with --log and --erroronfail honoured.
 func (in *Installer) PostScripts(ctx context.Context) error {
+	return in.scripts(ctx, kickstart.SectionPost, "%post")
+}
+
+func (in *Installer) scripts(ctx context.Context, kind kickstart.SectionKind, what string) error {
 	n := 0
 	for _, s := range in.KS.Scripts() {
-		if s.Kind != kickstart.SectionPost {
+		if s.Kind != kind {
 			continue
 		}
 		n++
@@ -269,25 +402,35 @@ func (in *Installer) PostScripts(ctx context.Context) error {
 		if interp == "" {
 			interp = "/bin/sh"
 		}
-		name := fmt.Sprintf("/tmp/ks-script-%d", n)
-		if err := in.write(name, s.Body, 0o700); err != nil {
+		chroot := kind == kickstart.SectionPost && !s.NoChroot
+		name := fmt.Sprintf("/tmp/ks-script-%s-%d", what[1:], n)
+		// %post scripts are written into the target, %pre ones (which
+		// run before there is a target) into the installer's /tmp.
+		file := name
+		if kind == kickstart.SectionPost {
+			file = filepath.Join(in.Root, name)
+		}
+		if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
 			return err
 		}
-		script, logPath := name, s.Log
+		if err := os.WriteFile(file, []byte(s.Body), 0o700); err != nil {
+			return err
+		}
+		script := file
+		if chroot {
+			script = name
+		}
 		cmd := exec.CommandContext(ctx, interp, script)
-		if !s.NoChroot {
+		if chroot {
 			cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: in.Root}
 			cmd.Dir = "/"
-		} else {
-			cmd.Args[1] = filepath.Join(in.Root, name)
-			cmd.Path = interp
 		}
 		cmd.Env = []string{"PATH=/usr/bin:/bin:/usr/sbin:/sbin", "HOME=/root", "ANA_INSTALL_PATH=" + in.Root}
 		var out io.Writer = in.Log
-		if logPath != "" {
-			lp := logPath
-			if !s.NoChroot {
-				lp = filepath.Join(in.Root, logPath)
+		if s.Log != "" {
+			lp := s.Log
+			if chroot {
+				lp = filepath.Join(in.Root, s.Log)
 			}
 			os.MkdirAll(filepath.Dir(lp), 0o755)
 			f, err := os.Create(lp)
@@ -298,14 +441,14 @@ func (in *Installer) PostScripts(ctx context.Context) error {
 			out = f
 		}
 		cmd.Stdout, cmd.Stderr = out, out
-		in.logf("INFO", "Running kickstart %%post script(s)")
+		in.logf("INFO", "Running kickstart %s script(s)", what)
 		err := cmd.Run()
-		os.Remove(filepath.Join(in.Root, name))
+		os.Remove(file)
 		if err != nil && s.ErrorOnFail {
 			return &Fatal{fmt.Sprintf("The following error occurred while installing.  This is a fatal error and installation will be aborted. Error code %v running the kickstart script at line %d", err, s.Section.Header.Num)}
 		}
 		if err != nil {
-			in.logf("WARNING", "%%post script at line %d failed: %v (not fatal without --erroronfail)", s.Section.Header.Num, err)
+			in.logf("WARNING", "%s script at line %d failed: %v (not fatal without --erroronfail)", what, s.Section.Header.Num, err)
 		}
 	}
 	return nil

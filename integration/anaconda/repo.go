@@ -31,6 +31,7 @@ type Repo struct {
 	BaseURL  string
 	Packages map[string]*Package
 	Groups   map[string][]string // comps group id -> mandatory and default packages
+	client   *http.Client        // what the repository was loaded with, and its packages are fetched with
 }
 
 // Package is one package of a repository's primary.xml.

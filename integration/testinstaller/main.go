@@ -14,9 +14,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -93,7 +93,8 @@ func main() {
 // The end the kickstart asked for; "" is none.
 var ending string
 
-func install(ctx context.Context, opts anaconda.BootOptions) error {
+func install(ctx context.Context, opts anaconda.BootOptions) (err error) {
+	media := ""
 	if opts.Stage2 != "" {
 		// dracut waits for the install media before anything else; with
 		// no such label it never finds its root, and gives up.
@@ -102,15 +103,27 @@ func install(ctx context.Context, opts anaconda.BootOptions) error {
 			return &anaconda.Fatal{Msg: "inst.stage2: " + err.Error()}
 		}
 		if st.Kind == "hd" && st.Label != "" {
-			if dev := byLabel(st.Label, mediaWait); dev == "" {
-				fmt.Fprintf(log, "dracut-initqueue: Warning: dracut-initqueue: timeout, still waiting for following initqueue hooks:\n")
-				fmt.Fprintf(log, "dracut-initqueue: Warning: /dev/disk/by-label/%s does not exist\n", st.Label)
-				fmt.Fprintf(log, "Warning: /dev/root does not exist\n")
-				fmt.Fprintf(log, "Entering emergency mode. Exit the shell to continue.\n")
-				hang()
-			} else {
-				logf("INFO", "stage2: install media %s (%s)", dev, st.Label)
+			dev := byLabel(st.Label, mediaWait)
+			if dev == "" {
+				emergency("/dev/disk/by-label/" + st.Label + " does not exist")
 			}
+			logf("INFO", "stage2: install media %s (%s)", dev, st.Label)
+			if err := mountMedia(dev); err != nil {
+				emergency(err.Error())
+			}
+			// dracut's anaconda module finds the runtime image through
+			// .treeinfo's [stage2] mainimage, else images/install.img.
+			img := stage2Image(anaconda.MediaRepo)
+			if fi, err := os.Stat(filepath.Join(anaconda.MediaRepo, img)); err != nil || fi.Size() == 0 {
+				emergency(fmt.Sprintf("anaconda: failed to find the stage2 image %s on %s", img, dev))
+			}
+			media = anaconda.MediaRepo
+		}
+	}
+	instRepo := ""
+	if opts.Repo != "" {
+		if instRepo, err = repoSource(opts.Repo, &media); err != nil {
+			return err
 		}
 	}
 	if opts.KS == "" {
@@ -125,7 +138,7 @@ func install(ctx context.Context, opts anaconda.BootOptions) error {
 	if err != nil {
 		return &anaconda.Fatal{Msg: "kickstart: " + err.Error()}
 	}
-	client := &http.Client{Timeout: 2 * time.Minute}
+	client := anaconda.NewClient("", 2*time.Minute)
 	var text []byte
 	switch loc.Kind {
 	case "file":
@@ -170,16 +183,16 @@ func install(ctx context.Context, opts anaconda.BootOptions) error {
 	for _, c := range ks.Commands("poweroff", "shutdown", "halt", "reboot") {
 		ending = c.Name
 	}
-	if loc.Kind != "http" && ks.InstallSource() != nil {
+	if loc.Kind != "http" {
+		// Anaconda's default is ip=dhcp; the repos and %post want it.
 		if err := network(); err != nil {
 			return err
 		}
 	}
-	if err := partition(ks); err != nil {
-		return err
-	}
-	in := &anaconda.Installer{KS: ks, Original: text, Root: sysroot, Client: client, Log: log, Proxy: opts.Proxy}
+	in := &anaconda.Installer{KS: ks, Original: text, Root: sysroot, Client: client, Log: log, Proxy: opts.Proxy, InstRepo: instRepo, Media: media}
 	for _, step := range []func() error{
+		func() error { return in.PreScripts(ctx) },
+		func() error { return partition(ks) },
 		func() error { return in.Packages(ctx) },
 		in.Configure,
 		in.SaveKickstarts,
@@ -260,6 +273,16 @@ func partition(ks *kickstart.File) error {
 		return &anaconda.Fatal{Msg: fmt.Sprintf("storage configuration failed: mounting %s: %v", part, err)}
 	}
 	return nil
+}
+
+// emergency is dracut giving up on the install media: its warnings, then
+// the emergency shell, which waits; to kiln a hang.
+func emergency(why string) {
+	fmt.Fprintf(log, "dracut-initqueue: Warning: dracut-initqueue: timeout, still waiting for following initqueue hooks:\n")
+	fmt.Fprintf(log, "dracut-initqueue: Warning: %s\n", why)
+	fmt.Fprintf(log, "Warning: /dev/root does not exist\n")
+	fmt.Fprintf(log, "Entering emergency mode. Exit the shell to continue.\n")
+	hang()
 }
 
 func hang() {

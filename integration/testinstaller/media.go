@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kiln-build/kiln/integration/anaconda"
 	"github.com/kiln-build/kiln/internal/guest/initutil"
 )
 
@@ -93,15 +94,91 @@ func readFrom(dev, path string) ([]byte, error) {
 		return nil, err
 	}
 	defer os.Remove(mnt)
-	var merr error
-	for _, fs := range []string{"iso9660", "vfat", "ext4"} {
-		if merr = syscall.Mount(dev, mnt, fs, syscall.MS_RDONLY, ""); merr == nil {
-			break
-		}
-	}
-	if merr != nil {
-		return nil, fmt.Errorf("mounting %s: %w", dev, merr)
+	if err := mount(dev, mnt); err != nil {
+		return nil, err
 	}
 	defer syscall.Unmount(mnt, 0)
 	return os.ReadFile(filepath.Join(mnt, path))
+}
+
+// mount mounts dev read-only at dir with the first file system that fits.
+func mount(dev, dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	var err error
+	for _, fs := range []string{"iso9660", "vfat", "ext4"} {
+		if err = syscall.Mount(dev, dir, fs, syscall.MS_RDONLY, ""); err == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("mounting %s: %w", dev, err)
+}
+
+// mountMedia mounts the install media where Anaconda has it.
+func mountMedia(dev string) error {
+	return mount(dev, anaconda.MediaRepo)
+}
+
+// stage2Image is the runtime image's path on the media: .treeinfo's
+// [stage2] mainimage, else images/install.img.
+func stage2Image(media string) string {
+	b, err := os.ReadFile(filepath.Join(media, ".treeinfo"))
+	if err != nil {
+		return "images/install.img"
+	}
+	section := ""
+	for _, l := range strings.Split(string(b), "\n") {
+		l = strings.TrimSpace(l)
+		if strings.HasPrefix(l, "[") {
+			section = strings.Trim(l, "[]")
+			continue
+		}
+		if k, v, ok := strings.Cut(l, "="); ok && section == "stage2" && strings.TrimSpace(k) == "mainimage" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "images/install.img"
+}
+
+// repoSource turns inst.repo= into a URL the installer's client reads,
+// mounting the media it names; *media is the mounted install media, set
+// when inst.repo= is what mounts it.
+func repoSource(opt string, media *string) (string, error) {
+	if strings.HasPrefix(opt, "ftp://") || strings.HasPrefix(opt, "file://") {
+		return opt, nil
+	}
+	loc, err := anaconda.ParseLocation(opt)
+	if err != nil {
+		return "", &anaconda.Fatal{Msg: "inst.repo: " + err.Error()}
+	}
+	var dev string
+	switch {
+	case loc.Kind == "http":
+		return loc.URL, nil
+	case loc.Kind == "cdrom":
+		dev = firstCDROM(mediaWait)
+	case loc.Kind == "hd" && loc.Label != "":
+		dev = byLabel(loc.Label, mediaWait)
+	case loc.Kind == "hd" && loc.Dev != "":
+		dev = initutil.WaitFor(initutil.Exists("/dev/"+loc.Dev), mediaWait)
+	default:
+		return "", &anaconda.Fatal{Msg: "inst.repo=" + opt + ": the test installer does not read repositories from there"}
+	}
+	if dev == "" {
+		emergency("inst.repo=" + opt + ": no such device")
+	}
+	dir := anaconda.MediaRepo
+	if *media != "" {
+		// The boot media is already there; Anaconda mounts another
+		// source under /run/install/sources.
+		dir = "/run/install/sources/mount-0000-" + filepath.Base(dev)
+	}
+	if err := mount(dev, dir); err != nil {
+		return "", &anaconda.Fatal{Msg: "inst.repo=" + opt + ": " + err.Error()}
+	}
+	if *media == "" {
+		*media = dir
+	}
+	return "file://" + filepath.Join(dir, loc.Path), nil
 }
