@@ -25,7 +25,7 @@ func dvdKickstart(t *testing.T) string {
 	}
 	ks := string(tmpl)
 	for old, repl := range map[string]string{
-		"url --url=MIRROR/rocky/9/BaseOS/x86_64/os/\n": "cdrom\n",
+		"url --url=MIRROR/rocky/9/BaseOS/x86_64/os/\n":                              "cdrom\n",
 		"repo --name=\"AppStream\" --baseurl=MIRROR/rocky/9/AppStream/x86_64/os/\n": "",
 	} {
 		if !strings.Contains(ks, old) {
@@ -115,10 +115,10 @@ func TestInstallSources(t *testing.T) {
 	}
 	ks := string(tmpl)
 	for old, repl := range map[string]string{
-		"url --url=MIRROR/rocky/9/BaseOS/x86_64/os/\n": "",
+		"url --url=MIRROR/rocky/9/BaseOS/x86_64/os/\n":                              "",
 		"repo --name=\"AppStream\" --baseurl=MIRROR/rocky/9/AppStream/x86_64/os/\n": "",
 		"repo --name=\"custom\" --baseurl=MIRROR/custom-rpms/\n":                    "repo --name=\"custom\" --mirrorlist=LIST/mirrors\n",
-		"%post --log=/root/ks-post.log\n": "%pre\necho from-pre > /tmp/pre-ran\n%end\n\n%post --nochroot\ncp /tmp/pre-ran $ANA_INSTALL_PATH/root/pre-ran\n%end\n\n%post --log=/root/ks-post.log\n",
+		"%post --log=/root/ks-post.log\n":                                           "%pre\necho from-pre > /tmp/pre-ran\n%end\n\n%post --nochroot\ncp /tmp/pre-ran $ANA_INSTALL_PATH/root/pre-ran\n%end\n\n%post --log=/root/ks-post.log\n",
 	} {
 		if !strings.Contains(ks, old) {
 			t.Fatalf("testdata/my-rocky9.ks has no %q", old)
