@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 
 	"github.com/kiln-build/kiln/pkg/fat"
@@ -40,11 +41,17 @@ type BootConfig struct {
 	Cmdlines []string `json:"cmdlines"`
 }
 
-// TreeInfo is the part of .treeinfo that names the distribution.
+// TreeInfo is what kiln reads of a .treeinfo: the distribution, and the
+// boot files of the tree's architecture (productmd's treeinfo format,
+// [images-ARCH] and [stage2]).
 type TreeInfo struct {
-	Family  string `json:"family"`
-	Version string `json:"version"`
-	Arch    string `json:"arch"`
+	Family   string   `json:"family"`
+	Version  string   `json:"version"`
+	Arch     string   `json:"arch"`
+	Kernel   string   `json:"kernel,omitempty"`   // e.g. images/pxeboot/vmlinuz
+	Initrd   string   `json:"initrd,omitempty"`   // e.g. images/pxeboot/initrd.img
+	Stage2   string   `json:"stage2,omitempty"`   // e.g. images/install.img
+	Variants []string `json:"variants,omitempty"` // the repository directories, e.g. BaseOS
 }
 
 // bootConfigPaths are where installer media keep their boot loader
@@ -114,7 +121,7 @@ func Inspect(r io.ReaderAt, size int64) (*Inspection, error) {
 	}
 	if f, err := ir.Stat(".treeinfo"); err == nil {
 		data, _ := io.ReadAll(io.LimitReader(f.Open(), 1<<20))
-		in.TreeInfo = parseTreeInfo(string(data))
+		in.TreeInfo = ParseTreeInfo(string(data))
 	}
 	return in, nil
 }
@@ -154,9 +161,9 @@ func KernelCmdlines(cfg string) []string {
 	return out
 }
 
-// parseTreeInfo reads the family, version and arch of a .treeinfo in
-// either format: [general] (productmd before 1.0) or [release] and [tree].
-func parseTreeInfo(s string) *TreeInfo {
+// ParseTreeInfo reads a .treeinfo in either format: [general] (productmd
+// before 1.0) or [release] and [tree].
+func ParseTreeInfo(s string) *TreeInfo {
 	sections := map[string]map[string]string{}
 	cur := ""
 	for _, line := range strings.Split(s, "\n") {
@@ -182,5 +189,18 @@ func parseTreeInfo(s string) *TreeInfo {
 	t.Family = pick(sections["release"]["name"], sections["general"]["family"])
 	t.Version = pick(sections["release"]["version"], sections["general"]["version"])
 	t.Arch = pick(sections["tree"]["arch"], sections["general"]["arch"])
+	img := sections["images-"+t.Arch]
+	t.Kernel, t.Initrd = img["kernel"], img["initrd"]
+	t.Stage2 = sections["stage2"]["mainimage"]
+	names := make([]string, 0, len(sections))
+	for name := range sections {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if r := sections[name]["repository"]; strings.HasPrefix(name, "variant-") && r != "" {
+			t.Variants = append(t.Variants, r)
+		}
+	}
 	return t
 }

@@ -748,3 +748,43 @@ func TestPackedHits(t *testing.T) {
 		t.Errorf("%d cache hits recorded, want 5", hits)
 	}
 }
+
+// TestReports checks the endpoint a build's %post reports to: off unless
+// configured, behind the token, by name, bounded.
+func TestReports(t *testing.T) {
+	for _, enabled := range []bool{false, true} {
+		srv, err := New(Config{Reports: enabled})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts := httptest.NewServer(srv)
+		post := func(path string, body []byte) int {
+			resp, err := http.Post(ts.URL+path, "text/plain", bytes.NewReader(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			return resp.StatusCode
+		}
+		if code := post(srv.ReportPath("packages"), []byte("bash\t0\t5.1\t1.el9\tx86_64\n")); (code == 204) != enabled {
+			t.Errorf("reports %v: POST got %d", enabled, code)
+		}
+		if got, ok := srv.Report("packages"); ok != enabled || (enabled && !strings.HasPrefix(string(got), "bash\t")) {
+			t.Errorf("reports %v: Report = %q, %v", enabled, got, ok)
+		}
+		for _, p := range []string{"/" + strings.Repeat("0", 32) + "/report/packages", srv.ReportPath("../ks.cfg"), srv.ReportPath("")} {
+			if code := post(p, []byte("x")); code != 404 {
+				t.Errorf("POST %s: %d, want 404", p, code)
+			}
+		}
+		if enabled {
+			if code := post(srv.ReportPath("big"), make([]byte, MaxReport+1)); code != 413 {
+				t.Errorf("an oversized report: %d, want 413", code)
+			}
+			if resp, _ := http.Get(ts.URL + srv.ReportPath("packages")); resp.StatusCode != 405 {
+				t.Errorf("GET of a report: %d, want 405", resp.StatusCode)
+			}
+		}
+		ts.Close()
+	}
+}

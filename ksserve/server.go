@@ -40,7 +40,14 @@ type Config struct {
 	Token string
 	// Log gets one line per request, without the token.
 	Log *slog.Logger
+	// Reports accepts POSTs at /TOKEN/report/NAME, up to MaxReport bytes
+	// each, kept for Report: how a build's own %post tells kiln what the
+	// installed system holds.
+	Reports bool
 }
+
+// MaxReport bounds one report's size.
+const MaxReport = 16 << 20
 
 // Server is the kickstart server, mirror proxy and file server of a build.
 type Server struct {
@@ -53,6 +60,8 @@ type Server struct {
 	pinned   map[string][]byte // metadata served in this build, by URL
 	expected map[string]string // sha256 of objects repo metadata lists, by URL
 	objects  []ObjectRecord
+
+	reports map[string][]byte
 
 	upstreamBytes atomic.Int64
 	cacheBytes    atomic.Int64
@@ -170,11 +179,46 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.cfg.Log.Debug("request", "method", r.Method, "route", route, "status", rw.status, "bytes", rw.n, "ms", time.Since(start).Milliseconds())
 }
 
-func (s *Server) route(w *countingWriter, r *http.Request) string {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-		return "method"
+// ReportPath is the path a report named name is POSTed to.
+func (s *Server) ReportPath(name string) string { return "/" + s.token + "/report/" + name }
+
+// Report returns the last report POSTed under name, and whether there was
+// one.
+func (s *Server) Report(name string) ([]byte, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b, ok := s.reports[name]
+	return b, ok
+}
+
+func (s *Server) receiveReport(w http.ResponseWriter, r *http.Request, name string) {
+	if !s.cfg.Reports || !mirrorName.MatchString(name) {
+		http.NotFound(w, r)
+		return
 	}
+	if r.Method != http.MethodPost && r.Method != http.MethodPut {
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	b, err := io.ReadAll(io.LimitReader(r.Body, MaxReport+1))
+	if err != nil {
+		http.Error(w, "reading the report: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	if len(b) > MaxReport {
+		http.Error(w, "report too large", http.StatusRequestEntityTooLarge)
+		return
+	}
+	s.mu.Lock()
+	if s.reports == nil {
+		s.reports = map[string][]byte{}
+	}
+	s.reports[name] = b
+	s.mu.Unlock()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) route(w *countingWriter, r *http.Request) string {
 	// Work on the raw path: an encoded slash or dot must not become a
 	// separator after the routing decision.
 	raw := r.URL.EscapedPath()
@@ -182,6 +226,14 @@ func (s *Server) route(w *countingWriter, r *http.Request) string {
 	if !strings.HasPrefix(raw, prefix) {
 		http.NotFound(w, r)
 		return "unknown"
+	}
+	if name, ok := strings.CutPrefix(raw, prefix+"report/"); ok {
+		s.receiveReport(w, r, name)
+		return "report"
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return "method"
 	}
 	rest := raw[len(prefix):]
 	switch {

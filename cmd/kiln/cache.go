@@ -46,7 +46,7 @@ func runCache(ctx context.Context, e *env, args []string) error {
 			before = time.Now().Add(-*olderThan)
 		}
 		if *maxSize != "" {
-			if limit, err = parseSize(*maxSize); err != nil {
+			if limit, err = parseSize(*maxSize, 1); err != nil {
 				return usagef("--max-size: %v", err)
 			}
 			if *olderThan == 0 {
@@ -70,10 +70,10 @@ func runCache(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
-// parseSize reads "20G", "512M", "1T" or a plain byte count.
-func parseSize(s string) (int64, error) {
+// parseSize reads "20G", "512M", "1T", or a plain count of unit bytes.
+func parseSize(s string, unit int64) (int64, error) {
 	s = strings.TrimSpace(strings.ToUpper(s))
-	mult := int64(1)
+	mult := unit
 	for _, u := range []struct {
 		suffix string
 		mult   int64
@@ -85,7 +85,7 @@ func parseSize(s string) (int64, error) {
 	}
 	n, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || n < 0 {
-		return 0, fmt.Errorf("%q is not a size", s)
+		return 0, fmt.Errorf("%q is not a size (e.g. 20G)", s)
 	}
 	return n * mult, nil
 }

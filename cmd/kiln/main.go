@@ -9,9 +9,20 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/kiln-build/kiln/qemu"
 )
 
 func main() {
+	// The build VM's connections to kiln, one process each (see
+	// qemu.RelayFwd).
+	if len(os.Args) == 3 && os.Args[1] == qemu.RelayCommand {
+		if err := qemu.Relay(os.Args[2], os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintf(os.Stderr, "kiln: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()

@@ -90,6 +90,8 @@ func commands() []command {
 	return []command{
 		{"ks", "check and render kickstarts (ks validate, ks render)", runKS},
 		{"tdl", "check Oz TDL templates (tdl validate)", runTDL},
+		{"build", "install a kickstart or TDL in QEMU and write disk images and a manifest", runBuild},
+		{"oz-install", "oz-install's flags and meanings, for migrating scripts", runOzInstall},
 		{"iso", "remaster an installer ISO with a kickstart; iso inspect", runISO},
 		{"serve", "serve a kickstart, mirror proxy and files for PXE and physical installs", runServe},
 		{"cache", "report or clean the mirror cache (cache clean)", runCache},
@@ -112,6 +114,7 @@ Global flags:
   -h, --help      this help; "kiln COMMAND --help" for a command
 
 Examples:
+  kiln build --ks my-rocky9.ks --iso Rocky-9.5-x86_64-dvd.iso -o rocky9 --format qcow2,raw
   kiln ks validate my-rocky9.ks
   kiln iso --ks my-rocky9.ks Rocky-9.5-x86_64-dvd.iso rocky9-install.iso
 
@@ -125,7 +128,7 @@ Exit codes:
 func usageText() string {
 	var sb strings.Builder
 	for _, c := range commands() {
-		fmt.Fprintf(&sb, "  %-9s %s\n", c.name, c.summary)
+		fmt.Fprintf(&sb, "  %-10s %s\n", c.name, c.summary)
 	}
 	return fmt.Sprintf(mainUsage, sb.String())
 }

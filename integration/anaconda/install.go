@@ -219,7 +219,7 @@ func (in *Installer) Packages(ctx context.Context) error {
 		return &Fatal{"The following error occurred while installing.  This is a fatal error and installation will be aborted. " + err.Error()}
 	}
 	for i, p := range pkgs {
-		in.logf("INFO", "Installing %s-%s.noarch (%d/%d)", p.Name, p.Version, i+1, len(pkgs))
+		in.logf("INFO", "Installing %s-%s.%s (%d/%d)", p.Name, p.Version, p.Arch, i+1, len(pkgs))
 		client := in.Client
 		if p.Repo.client != nil {
 			client = p.Repo.client
@@ -227,9 +227,18 @@ func (in *Installer) Packages(ctx context.Context) error {
 		if _, err := Install(ctx, client, p, in.Root); err != nil {
 			return &Fatal{"The following error occurred while installing.  This is a fatal error and installation will be aborted. " + err.Error()}
 		}
+		ver, rel, _ := strings.Cut(p.Version, "-")
+		if err := in.appendLine(PackageDB, strings.Join([]string{p.Name, p.Epoch, ver, rel, p.Arch}, "\t"), 0o644); err != nil {
+			return err
+		}
 	}
 	return nil
 }
+
+// PackageDB is where the test installer records what it installed, one
+// package per line: name, epoch, version, release and arch, separated by
+// tabs. It stands in for the rpmdb dnf writes; the fixtures' rpm reads it.
+const PackageDB = "/var/lib/rpm/kiln-test-installer.tsv"
 
 func dedupe(s []string) []string {
 	seen := map[string]bool{}

@@ -37,7 +37,9 @@ type Repo struct {
 // Package is one package of a repository's primary.xml.
 type Package struct {
 	Name     string
-	Version  string
+	Epoch    string // "0" when the package has none
+	Version  string // version-release
+	Arch     string
 	Location string
 	SHA256   string
 	Size     int64
@@ -50,9 +52,11 @@ type Package struct {
 type primaryXML struct {
 	Packages []struct {
 		Name    string `xml:"name"`
+		Arch    string `xml:"arch"`
 		Version struct {
-			Ver string `xml:"ver,attr"`
-			Rel string `xml:"rel,attr"`
+			Epoch string `xml:"epoch,attr"`
+			Ver   string `xml:"ver,attr"`
+			Rel   string `xml:"rel,attr"`
 		} `xml:"version"`
 		Checksum struct {
 			Type  string `xml:"type,attr"`
@@ -148,7 +152,7 @@ func LoadRepo(ctx context.Context, client *http.Client, name, baseURL string) (*
 				return nil, fmt.Errorf("repo %s: primary: %w", name, err)
 			}
 			for _, x := range p.Packages {
-				pkg := &Package{Name: x.Name, Version: x.Version.Ver + "-" + x.Version.Rel, Location: x.Location.Href, Size: x.Size.Package, Repo: r}
+				pkg := &Package{Name: x.Name, Epoch: orZero(x.Version.Epoch), Version: x.Version.Ver + "-" + x.Version.Rel, Arch: x.Arch, Location: x.Location.Href, Size: x.Size.Package, Repo: r}
 				if x.Checksum.Type == "sha256" {
 					pkg.SHA256 = strings.TrimSpace(x.Checksum.Value)
 				}
@@ -355,4 +359,11 @@ func Install(ctx context.Context, client *http.Client, p *Package, root string) 
 		}
 		n++
 	}
+}
+
+func orZero(epoch string) string {
+	if epoch == "" {
+		return "0"
+	}
+	return epoch
 }

@@ -1,0 +1,277 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kiln-build/kiln/pkg/build"
+	"github.com/kiln-build/kiln/pkg/kickstart"
+	"github.com/kiln-build/kiln/pkg/tdl"
+	"github.com/kiln-build/kiln/qemu"
+)
+
+const buildUsage = `Usage:
+  kiln build [--tdl T.tdl] [--ks K.ks] (--iso ISO|URL | --url TREE) -o OUT [flags]
+
+Runs the distribution's own installer under QEMU with the kickstart and
+writes disk images of the installed system: OUT.qcow2 (and each other
+--format), OUT.manifest.json (inputs, versions, phase times, every
+installed package, mirror bytes, outputs) and OUT.icicle.xml (Oz's
+package list). No root, no libvirt.
+
+A kickstart alone, a TDL alone, or both work: the TDL then supplies the
+source and its customisations are added to the kickstart, as %post
+scripts. Everything is checked before anything is downloaded or booted;
+bad input exits 3 with file:line.
+
+The VM reaches only kiln: the kickstart, a caching proxy of each mirror
+the kickstart names (and each --mirror), and --files. The served copy of
+the kickstart ends in poweroff and its URLs point at the proxy; the
+installed system keeps the user's kickstart and URLs. A repeat build
+fetches nothing from the mirrors.
+
+--boot direct (the default) boots the ISO's own kernel and initrd with the
+kickstart appended to the initrd, the ISO attached as the install media;
+--boot iso boots the remastered ISO with firmware, as a physical machine
+would. --iso-out also writes that install ISO, with the user's kickstart.
+
+Examples:
+  kiln build --ks my-rocky9.ks --iso Rocky-9.5-x86_64-dvd.iso -o rocky9 --format qcow2,raw --iso-out rocky9-install.iso
+  kiln build --tdl rocky9.tdl -o rocky9 --files ./files
+  kiln build --ks my.ks --url http://mirror.example/rocky/9/BaseOS/x86_64/os/ -o out --dry-run`
+
+// buildFlags are the flags kiln build and kiln oz-install share.
+type buildFlags struct {
+	ks, tdlPath, iso, tree, out, formats, diskSize, memory, firmware, accel, boot, isoOut string
+	files, cacheDir, ca, version                                                          string
+	mirrors                                                                               []string
+	cpus                                                                                  int
+	compress, offline, keep, force, dryRun                                                bool
+	timeout, inactivity                                                                   time.Duration
+}
+
+func runBuild(ctx context.Context, e *env, args []string) error {
+	fs := flagSet(e, "build", buildUsage)
+	var f buildFlags
+	fs.StringVar(&f.ks, "ks", "", "the kickstart")
+	fs.StringVar(&f.tdlPath, "tdl", "", "an Oz TDL template")
+	fs.StringVar(&f.iso, "iso", "", "the installer ISO: a path, or an http(s) URL to download into the cache")
+	fs.StringVar(&f.tree, "url", "", "an install tree (its .treeinfo names the kernel and initrd) instead of an ISO")
+	fs.StringVarP(&f.out, "output", "o", "", "output name: writes OUT.FORMAT, OUT.manifest.json, OUT.icicle.xml")
+	fs.StringVar(&f.formats, "format", "qcow2", "image formats, comma-separated: raw, qcow2, vmdk, vhd, vhdx")
+	fs.BoolVar(&f.compress, "compress", false, "compress the qcow2 image")
+	fs.StringVar(&f.diskSize, "disk-size", "", "disk size, e.g. 20G (default: the TDL's, else 20G)")
+	fs.StringVar(&f.memory, "memory", "2G", "VM memory, e.g. 2G or 2048 (MiB)")
+	fs.IntVar(&f.cpus, "cpus", 2, "VM CPUs")
+	fs.StringVar(&f.firmware, "firmware", "bios", "bios (SeaBIOS) or uefi (OVMF)")
+	fs.StringVar(&f.accel, "accel", "auto", "auto, kvm or tcg; auto uses KVM only if a probe guest runs")
+	fs.StringVar(&f.boot, "boot", "direct", "direct (-kernel with the ISO's kernel and initrd) or iso (the remastered ISO, by firmware)")
+	fs.StringVar(&f.isoOut, "iso-out", "", "also write the install ISO for physical machines here")
+	fs.StringArrayVar(&f.mirrors, "mirror", nil, "proxy another upstream: NAME=URL (repeatable)")
+	fs.StringVar(&f.files, "files", "", "serve this directory to %post")
+	fs.StringVar(&f.cacheDir, "cache-dir", "", "mirror and ISO cache (default ~/.cache/kiln/mirror)")
+	fs.StringVar(&f.ca, "ca", "", "PEM CA bundle for HTTPS mirrors")
+	fs.BoolVar(&f.offline, "offline", false, "serve the mirrors from the cache alone")
+	fs.DurationVar(&f.timeout, "timeout", 2*time.Hour, "give up on the install after this long")
+	fs.DurationVar(&f.inactivity, "inactivity", 5*time.Minute, "give up when neither the disk nor the network moved for this long")
+	fs.BoolVar(&f.keep, "keep", false, "keep the work directory (logs, disk) after success")
+	fs.BoolVar(&f.force, "force", false, "replace existing outputs")
+	fs.BoolVar(&f.dryRun, "dry-run", false, "check the inputs and print the plan, the served kickstart's edits and the QEMU command line; boot nothing")
+	fs.StringVar(&f.version, "version", "", "kickstart syntax version (default: the file's #version=, else RHEL9)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return usagef("build: unexpected argument %q (see kiln build --help)", fs.Arg(0))
+	}
+	o, err := f.options(ctx, e)
+	if err != nil {
+		return err
+	}
+	if f.dryRun {
+		return dryRunBuild(e, o)
+	}
+	return doBuild(ctx, e, o)
+}
+
+// options checks the flags and reads the inputs into build options.
+func (f *buildFlags) options(ctx context.Context, e *env) (build.Options, error) {
+	o := build.Options{Output: f.out, ISO: f.iso, TreeURL: f.tree, Compress: f.compress, CPUs: f.cpus, Firmware: f.firmware,
+		Accel: f.accel, Boot: f.boot, ISOOut: f.isoOut, FilesDir: f.files, CacheDir: f.cacheDir, CA: f.ca, Offline: f.offline,
+		Timeout: f.timeout, Inactivity: f.inactivity, Keep: f.keep, Force: f.force, KilnVersion: version, Log: e.log,
+		KickstartPath: f.ks, TDLPath: f.tdlPath, Mirrors: map[string]string{}}
+	if f.out == "" {
+		return o, usagef("build: -o OUT is required")
+	}
+	if f.ks == "" && f.tdlPath == "" {
+		return o, usagef("build: give --ks, --tdl or both")
+	}
+	for _, s := range strings.Split(f.formats, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			o.Formats = append(o.Formats, s)
+		}
+	}
+	var err error
+	if f.diskSize != "" {
+		if o.DiskSize, err = parseSize(f.diskSize, 1); err != nil {
+			return o, usagef("--disk-size: %v", err)
+		}
+	}
+	mem, err := parseSize(f.memory, 1<<20)
+	if err != nil {
+		return o, usagef("--memory: %v", err)
+	}
+	o.MemoryMiB = int(mem >> 20)
+	for _, m := range f.mirrors {
+		name, u, ok := strings.Cut(m, "=")
+		if !ok || name == "" || u == "" {
+			return o, usagef("--mirror %q: want NAME=URL", m)
+		}
+		o.Mirrors[name] = u
+	}
+	if s := os.Getenv("SOURCE_DATE_EPOCH"); s != "" {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return o, usagef("SOURCE_DATE_EPOCH=%q is not a number of seconds", s)
+		}
+		o.Time = time.Unix(n, 0)
+	}
+	v, err := parseVersionFlag(f.version)
+	if err != nil {
+		return o, err
+	}
+	if f.tdlPath != "" {
+		t, err := tdl.ParseFile(f.tdlPath)
+		if err != nil {
+			return o, &invalidError{err: fmt.Errorf("%s: %w", f.tdlPath, err)}
+		}
+		o.TDL = t
+		if v == 0 {
+			if v, err = t.KickstartVersion(); err != nil {
+				return o, &invalidError{err: fmt.Errorf("%s: %w", f.tdlPath, err)}
+			}
+		}
+	}
+	if f.ks != "" {
+		data, err := os.ReadFile(f.ks)
+		if err != nil {
+			return o, &invalidError{err: fmt.Errorf("reading kickstart: %w", err)}
+		}
+		ks := kickstart.Parse(f.ks, data, kickstart.Options{Version: v, Context: ctx})
+		report(e, ks.Diagnostics)
+		if len(ks.Errors()) > 0 {
+			return o, &invalidError{err: fmt.Errorf("%s has errors; nothing was built", f.ks), reported: true}
+		}
+		o.Kickstart, o.Original = ks, data
+	}
+	return o, nil
+}
+
+func doBuild(ctx context.Context, e *env, o build.Options) error {
+	p := &progress{e: e}
+	o.Events = p.event
+	m, err := build.Run(ctx, o)
+	p.finish()
+	if err != nil {
+		var ie *build.InputError
+		if errors.As(err, &ie) {
+			return &invalidError{err: err}
+		}
+		return err
+	}
+	if e.json {
+		return nil // the result event said it
+	}
+	for _, out := range m.Outputs {
+		fmt.Fprintf(e.stdout, "wrote %s (%s)\n", out.Path, humanBytes(out.Size))
+	}
+	fmt.Fprintf(e.stdout, "wrote %s.manifest.json: %d packages, %s from the mirrors, %s from the cache\n",
+		o.Output, len(m.Packages), humanBytes(m.UpstreamBytes), humanBytes(m.CacheBytes))
+	fmt.Fprintf(e.stdout, "the install took %v under %s; kiln's own work %v\n",
+		time.Duration(m.VMSeconds*float64(time.Second)).Round(time.Second), m.Accel.Used, time.Duration(m.OverheadSeconds*float64(time.Second)).Round(time.Millisecond))
+	return nil
+}
+
+// progress shows a build's events: NDJSON with --json; on a terminal, the
+// phase and the installer's package count on one line that updates;
+// otherwise a line per phase and per tenth of the packages.
+type progress struct {
+	e       *env
+	tty     bool
+	started bool
+	lastPct int
+	open    bool // a \r line is showing
+}
+
+func (p *progress) event(ev build.Event) {
+	if p.e.json {
+		writeJSON(p.e.stdout, ev)
+		return
+	}
+	if !p.started {
+		p.started = true
+		if f, ok := p.e.stderr.(*os.File); ok {
+			if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+				p.tty = true
+			}
+		}
+	}
+	switch ev.Event {
+	case "phase":
+		p.clear()
+		fmt.Fprintf(p.e.stderr, "kiln: %s\n", ev.Phase)
+		p.lastPct = -1
+	case "warning":
+		p.clear()
+		fmt.Fprintf(p.e.stderr, "kiln: warning: %s\n", ev.Message)
+	case "progress":
+		if ev.Total <= 0 {
+			return
+		}
+		if p.tty {
+			fmt.Fprintf(p.e.stderr, "\r\033[Kkiln: %s %d/%d %s", ev.Phase, ev.Done, ev.Total, ev.Package)
+			p.open = true
+			return
+		}
+		if pct := ev.Done * 10 / ev.Total; pct != p.lastPct {
+			p.lastPct = pct
+			fmt.Fprintf(p.e.stderr, "kiln: %s %d/%d %s\n", ev.Phase, ev.Done, ev.Total, ev.Package)
+		}
+	}
+}
+
+func (p *progress) clear() {
+	if p.open {
+		fmt.Fprint(p.e.stderr, "\r\033[K")
+		p.open = false
+	}
+}
+
+func (p *progress) finish() { p.clear() }
+
+// dryRunBuild prints what a build would do. It validates as a build
+// does, but downloads and boots nothing.
+func dryRunBuild(e *env, o build.Options) error {
+	plan, err := build.Plan(o)
+	if err != nil {
+		var ie *build.InputError
+		if errors.As(err, &ie) {
+			return &invalidError{err: err}
+		}
+		return err
+	}
+	if e.json {
+		return writeJSON(e.stdout, map[string]any{"event": "plan", "plan": plan})
+	}
+	fmt.Fprintf(e.stdout, "source:   %s\nboot:     %s, %s firmware\noutputs:  %s\n", plan.Source, plan.Boot, plan.Firmware, strings.Join(plan.Outputs, ", "))
+	for _, n := range plan.Notices {
+		fmt.Fprintf(e.stdout, "notice:   %s\n", n)
+	}
+	fmt.Fprintf(e.stdout, "mirrors:  %s\nqemu:     %s\n", strings.Join(plan.Mirrors, ", "), qemu.ShellQuote(plan.Cmdline))
+	return nil
+}

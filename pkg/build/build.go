@@ -1,0 +1,411 @@
+// Package build is kiln's main job: a kickstart, an Oz TDL or both in;
+// the distribution's own installer run under QEMU with the kickstart, a
+// caching proxy of the user's mirrors and their files served to it; disk
+// images, an install ISO for physical machines and a manifest of what went
+// in out. It needs no root and no libvirt.
+//
+// A build runs in phases, each timed in the manifest: validate (before
+// anything is downloaded or booted), source (the installer ISO or tree),
+// prepare (the served kickstart and the boot files), install (the VM),
+// convert (the output images), iso (the install ISO) and manifest.
+package build
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/kiln-build/kiln/pkg/kickstart"
+	"github.com/kiln-build/kiln/pkg/tdl"
+	"github.com/kiln-build/kiln/qemu"
+)
+
+// Options describe one build.
+type Options struct {
+	// Kickstart is the user's kickstart, parsed, and Original its bytes
+	// as the user wrote them; nil for a TDL-only build.
+	Kickstart *kickstart.File
+	Original  []byte
+	// KickstartPath and TDLPath name the inputs, for the manifest.
+	KickstartPath, TDLPath string
+	// TDL, when set, supplies the source and the customisations.
+	TDL *tdl.Template
+	// ISO is the installer image: a path, or an http(s) URL downloaded
+	// into the cache. TreeURL is an install tree instead.
+	ISO, TreeURL string
+	// Output is OUT: images are written as OUT.FORMAT, and the manifest
+	// as OUT.manifest.json.
+	Output string
+	// Formats are the image formats: raw, qcow2, vmdk, vhd, vhdx.
+	Formats []string
+	// Images names an image's path for a format, instead of OUT.FORMAT;
+	// IciclePath the ICICLE's, instead of OUT.icicle.xml.
+	Images     map[string]string
+	IciclePath string
+	// Compress compresses qcow2 output.
+	Compress bool
+	// DiskSize is the installed disk's size in bytes.
+	DiskSize int64
+	// MemoryMiB and CPUs size the build VM.
+	MemoryMiB, CPUs int
+	// Firmware is "bios" or "uefi".
+	Firmware string
+	// Accel is "auto", "kvm" or "tcg".
+	Accel string
+	// Boot is "direct" (the ISO's kernel and initrd with -kernel) or
+	// "iso" (the remastered ISO, booted by firmware).
+	Boot string
+	// ISOOut, when set, is where the install ISO for physical machines is
+	// written, with the user's original kickstart.
+	ISOOut string
+	// Mirrors are more upstreams the proxy may fetch from, by name.
+	Mirrors map[string]string
+	// FilesDir is served to %post at the files URL.
+	FilesDir string
+	// CacheDir is the mirror cache; CA a PEM bundle for HTTPS upstreams.
+	CacheDir, CA string
+	// Offline serves mirrors from the cache alone.
+	Offline bool
+	// Timeout bounds the install; Inactivity ends it when neither the
+	// disk nor the network moved for so long.
+	Timeout, Inactivity time.Duration
+	// Keep keeps the work directory; Force replaces existing outputs.
+	Keep, Force bool
+	// Time is the time of new ISO records (SOURCE_DATE_EPOCH).
+	Time time.Time
+	// KilnVersion is recorded in the manifest.
+	KilnVersion string
+	// Log receives progress messages; Events, when set, gets every event.
+	Log    *slog.Logger
+	Events func(Event)
+	// RelayExe is the program QEMU runs for each guest connection to
+	// kiln, as "RelayExe internal-relay ADDR"; default this executable.
+	RelayExe string
+	// TempDir holds the work directory; default beside Output, so that
+	// finished images are renamed into place rather than copied.
+	TempDir string
+}
+
+// Event is one thing a build reports as it goes: a phase starting, the
+// installer's progress, a warning, or the result.
+type Event struct {
+	Event   string  `json:"event"` // "phase", "progress", "warning", "result"
+	Phase   string  `json:"phase,omitempty"`
+	Message string  `json:"message,omitempty"`
+	Package string  `json:"package,omitempty"`
+	Done    int     `json:"done,omitempty"`
+	Total   int     `json:"total,omitempty"`
+	Seconds float64 `json:"seconds,omitempty"`
+}
+
+// InputError is a mistake in the build's inputs, found before anything is
+// downloaded or booted; kiln exits 3 on it.
+type InputError struct{ Err error }
+
+func (e *InputError) Error() string { return e.Err.Error() }
+func (e *InputError) Unwrap() error { return e.Err }
+
+func inputErrorf(format string, args ...any) error {
+	return &InputError{fmt.Errorf(format, args...)}
+}
+
+// Formats are the image formats kiln writes, with qemu-img's name and the
+// file extension of each.
+var Formats = map[string]struct{ QEMU, Ext string }{
+	"raw":   {"raw", "raw"},
+	"qcow2": {"qcow2", "qcow2"},
+	"vmdk":  {"vmdk", "vmdk"},
+	"vhd":   {"vpc", "vhd"},
+	"vhdx":  {"vhdx", "vhdx"},
+}
+
+// OutputPath is where the image of one format goes by default.
+func OutputPath(out, format string) string {
+	return out + "." + Formats[format].Ext
+}
+
+func (o *Options) imagePath(format string) string {
+	if p := o.Images[format]; p != "" {
+		return p
+	}
+	return OutputPath(o.Output, format)
+}
+
+func (o *Options) iciclePath() string {
+	if o.IciclePath != "" {
+		return o.IciclePath
+	}
+	return o.Output + ".icicle.xml"
+}
+
+// builder carries one build's state from phase to phase.
+type builder struct {
+	o        Options
+	log      *slog.Logger
+	start    time.Time
+	phase    string
+	phaseAt  time.Time
+	manifest *Manifest
+	work     string // the private work directory
+	ks       *kickstart.File
+	original []byte // what becomes /root/original-ks.cfg and goes on --iso-out
+	outputs  []string
+}
+
+// emit reports an event to the caller, or, without an Events callback,
+// logs phases and warnings.
+func (b *builder) emit(ev Event) {
+	switch {
+	case b.o.Events != nil:
+		b.o.Events(ev)
+	case ev.Event == "warning":
+		b.log.Warn(ev.Message)
+	case ev.Event == "phase":
+		b.log.Info("phase " + ev.Phase)
+	}
+}
+
+// enter ends the current phase, records its time, and starts the next.
+func (b *builder) enter(phase string) {
+	now := time.Now()
+	if b.phase != "" {
+		b.manifest.Phases = append(b.manifest.Phases, PhaseTime{Phase: b.phase, Seconds: now.Sub(b.phaseAt).Seconds()})
+	}
+	b.phase, b.phaseAt = phase, now
+	if phase != "" {
+		b.emit(Event{Event: "phase", Phase: phase})
+	}
+}
+
+func (b *builder) warn(msg string) {
+	b.emit(Event{Event: "warning", Message: msg})
+}
+
+// Run carries out the build. Every output appears complete or not at all;
+// an existing output is kept unless Force.
+func Run(ctx context.Context, o Options) (*Manifest, error) {
+	b := &builder{o: o, log: o.Log, start: time.Now(), manifest: &Manifest{KilnVersion: o.KilnVersion}}
+	if b.log == nil {
+		b.log = slog.New(slog.DiscardHandler)
+	}
+	b.enter("validate")
+	if err := b.validate(); err != nil {
+		return nil, err
+	}
+	dir := o.TempDir
+	if dir == "" {
+		dir = filepath.Dir(o.Output)
+	}
+	work, err := os.MkdirTemp(dir, ".kiln-build-")
+	if err != nil {
+		return nil, fmt.Errorf("making the work directory in %s: %w", dir, err)
+	}
+	b.work = work
+	defer func() {
+		if !o.Keep {
+			os.RemoveAll(work)
+		}
+	}()
+	m, err := b.run(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// validate checks everything that can be checked before a download or a
+// VM: the inputs, the flags, the tools, the outputs and the space for them.
+func (b *builder) validate() error {
+	o := &b.o
+	if o.Kickstart == nil && o.TDL == nil {
+		return inputErrorf("no kickstart and no TDL: give --ks, --tdl or both")
+	}
+	if o.Output == "" {
+		return inputErrorf("no output: give -o OUT")
+	}
+	if len(o.Formats) == 0 {
+		o.Formats = []string{"qcow2"}
+	}
+	for _, f := range o.Formats {
+		if _, ok := Formats[f]; !ok {
+			return inputErrorf("--format %s: want raw, qcow2, vmdk, vhd or vhdx", f)
+		}
+	}
+	o.Formats = slices.Compact(o.Formats)
+	if o.Compress && !slices.Contains(o.Formats, "qcow2") {
+		return inputErrorf("--compress applies to qcow2, which --format does not include")
+	}
+	if o.Firmware == "" {
+		o.Firmware = "bios"
+	}
+	if o.Firmware != "bios" && o.Firmware != "uefi" {
+		return inputErrorf("--firmware %s: want bios or uefi", o.Firmware)
+	}
+	if o.Boot == "" {
+		o.Boot = "direct"
+	}
+	if o.Boot != "direct" && o.Boot != "iso" {
+		return inputErrorf("--boot %s: want direct or iso", o.Boot)
+	}
+	if o.DiskSize == 0 {
+		o.DiskSize = 20 << 30
+		if o.TDL != nil {
+			o.DiskSize = o.TDL.DiskSize.Int64()
+		}
+	}
+	if o.DiskSize < 64<<20 {
+		return inputErrorf("--disk-size %d: an installed system needs at least 64 MiB", o.DiskSize)
+	}
+	if o.MemoryMiB == 0 {
+		o.MemoryMiB = 2048
+	}
+	if o.CPUs == 0 {
+		o.CPUs = 2
+	}
+	if o.Accel == "" {
+		o.Accel = "auto"
+	}
+	// The source: the flags, else the TDL's install element.
+	if o.ISO == "" && o.TreeURL == "" && o.TDL != nil {
+		switch o.TDL.Install.Type {
+		case "iso":
+			o.ISO = o.TDL.Install.ISO
+		case "url":
+			o.TreeURL = o.TDL.Install.URL
+		}
+	}
+	if (o.ISO == "") == (o.TreeURL == "") {
+		return inputErrorf("name one installer source: --iso ISO|URL or --url TREE")
+	}
+	if o.TreeURL != "" && (o.Boot == "iso" || o.ISOOut != "") {
+		return inputErrorf("--boot iso and --iso-out need an installer ISO, not an install tree (--url)")
+	}
+	if o.ISO != "" && !isURL(o.ISO) {
+		if _, err := os.Stat(o.ISO); err != nil {
+			return inputErrorf("--iso: %w", err)
+		}
+	}
+	if o.FilesDir != "" {
+		if st, err := os.Stat(o.FilesDir); err != nil || !st.IsDir() {
+			return inputErrorf("--files %s: not a directory", o.FilesDir)
+		}
+	}
+	for _, tool := range []string{"qemu-system-x86_64", "qemu-img"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Errorf("%s is not installed (Debian: apt-get install qemu-system-x86 qemu-utils): %w", tool, err)
+		}
+	}
+	// The kickstart the VM gets: the user's, or the TDL's, with the TDL's
+	// customisations applied.
+	if err := b.kickstart(); err != nil {
+		return err
+	}
+	// Outputs: none may exist unless --force, and their directory must
+	// have room.
+	for _, f := range o.Formats {
+		b.outputs = append(b.outputs, o.imagePath(f))
+	}
+	b.outputs = append(b.outputs, o.Output+".manifest.json", o.iciclePath())
+	if o.ISOOut != "" {
+		b.outputs = append(b.outputs, o.ISOOut)
+	}
+	for _, p := range b.outputs {
+		if _, err := os.Lstat(p); err == nil && !o.Force {
+			return inputErrorf("%s exists; use --force to replace it", p)
+		}
+		if st, err := os.Stat(filepath.Dir(p)); err != nil || !st.IsDir() {
+			return inputErrorf("%s: its directory does not exist", p)
+		}
+	}
+	return checkSpace(filepath.Dir(o.Output), minFree(o))
+}
+
+// minFree is the least free space a build can succeed with: the
+// installed data is unknown until the install ends, so this is a floor
+// that catches a full disk early (256 MiB per output format).
+func minFree(o *Options) int64 {
+	return int64(len(o.Formats)+1) * 256 << 20
+}
+
+func checkSpace(dir string, need int64) error {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return fmt.Errorf("checking free space in %s: %w", dir, err)
+	}
+	if free := int64(st.Bavail) * st.Bsize; free < need {
+		return inputErrorf("%s has %d MiB free; a build needs at least %d MiB", dir, free>>20, need>>20)
+	}
+	return nil
+}
+
+// kickstart makes the kickstart the build serves from the user's inputs.
+func (b *builder) kickstart() error {
+	o := b.o
+	ks := o.Kickstart
+	b.original = o.Original
+	if ks == nil {
+		base, err := o.TDL.BaseKickstart()
+		if err != nil {
+			return &InputError{fmt.Errorf("%s: %w", o.TDLPath, err)}
+		}
+		ks = base
+	}
+	if o.TDL != nil {
+		if err := o.TDL.Apply(ks); err != nil {
+			return &InputError{fmt.Errorf("%s: %w", o.TDLPath, err)}
+		}
+		// The TDL's customisations are part of what the user asked for:
+		// the installed system's original-ks.cfg and the install ISO get
+		// them too.
+		b.original = ks.Render()
+	}
+	if err := ks.Err(); err != nil {
+		return &InputError{err}
+	}
+	b.ks = ks
+	return nil
+}
+
+func isURL(s string) bool {
+	return strings.HasPrefix(s, "http://") || strings.HasPrefix(s, "https://")
+}
+
+// publish fsyncs a finished file and renames it into place.
+func publish(tmp, dst string) error {
+	f, err := os.OpenFile(tmp, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("syncing %s: %w", tmp, err)
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		return err
+	}
+	if d, err := os.Open(filepath.Dir(dst)); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// errVM wraps a failed install with what to look at.
+func errVM(err error) error {
+	var ve *qemu.Error
+	if errors.As(err, &ve) {
+		return fmt.Errorf("the install failed: %w", err)
+	}
+	return err
+}

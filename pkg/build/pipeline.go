@@ -1,0 +1,569 @@
+package build
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kiln-build/kiln/iso"
+	"github.com/kiln-build/kiln/ksserve"
+	"github.com/kiln-build/kiln/pkg/initrd"
+	"github.com/kiln-build/kiln/pkg/kickstart"
+	"github.com/kiln-build/kiln/qemu"
+)
+
+// guestHost is kiln's server as the build VM sees it. QEMU's user network
+// runs with restrict=on, so the guest reaches nothing but guestfwd rules;
+// a guestfwd may not take the host's own address (10.0.2.2), so kiln
+// takes another of the user network's addresses.
+const guestHost = "10.0.2.100"
+
+// installMirror is the proxy's name for an install tree given by URL.
+const installMirror = "install"
+
+func (b *builder) run(ctx context.Context) (*Manifest, error) {
+	o := b.o
+	m := b.manifest
+	m.Inputs = b.inputs()
+
+	b.enter("source")
+	cache, err := b.openCache()
+	if err != nil {
+		return nil, err
+	}
+	upstreams := ksserve.Upstreams(b.ks)
+	for n, u := range o.Mirrors {
+		upstreams[n] = u
+	}
+	if o.TreeURL != "" {
+		upstreams[installMirror] = o.TreeURL
+	}
+	srv, err := ksserve.New(ksserve.Config{Mirrors: upstreams, FilesDir: o.FilesDir, Cache: cache, Offline: o.Offline, Log: b.log, Reports: true})
+	if err != nil {
+		return nil, &InputError{fmt.Errorf("serving the build: %w", err)}
+	}
+	defer srv.Close()
+	// Loopback only: the guest reaches it through QEMU's user network,
+	// and nothing else on the host or the network can.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("listening for the build VM: %w", err)
+	}
+	sctx, stop := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- ksserve.Serve(sctx, srv, l, 5*time.Second) }()
+	defer func() { stop(); <-served }()
+	port := l.Addr().(*net.TCPAddr).Port
+	local := fmt.Sprintf("http://127.0.0.1:%d", port)
+	guest := fmt.Sprintf("http://%s:%d", guestHost, port)
+
+	src, err := b.source(ctx, srv, local)
+	if err != nil {
+		return nil, err
+	}
+	if src.iso != "" {
+		m.Inputs = append(m.Inputs, b.input("iso", src.iso))
+	}
+
+	b.enter("prepare")
+	served2 := b.serveKickstart(srv, guest)
+	var isoOutErr error
+	var isoOutTmp string
+	var isoOutFile File
+	var isoWG sync.WaitGroup
+	if o.ISOOut != "" {
+		// The install ISO for physical machines carries the user's own
+		// kickstart; it is written while the VM runs.
+		isoOutTmp = filepath.Join(filepath.Dir(o.ISOOut), "."+filepath.Base(o.ISOOut)+".kiln-tmp")
+		isoWG.Add(1)
+		go func() {
+			defer isoWG.Done()
+			if _, isoOutErr = iso.Remaster(src.iso, isoOutTmp, iso.Options{Kickstart: b.original, Timeout: 5, Time: o.Time, Force: true}); isoOutErr == nil {
+				isoOutFile, isoOutErr = hashAsync("iso", isoOutTmp, o.ISOOut).wait()
+			}
+		}()
+		defer os.Remove(isoOutTmp)
+	}
+	vmOpts, err := b.bootOptions(srv, src, local, guest, served2)
+	if err != nil {
+		isoWG.Wait()
+		return nil, err
+	}
+	disk := filepath.Join(b.work, "disk.raw")
+	if err := makeSparse(disk, o.DiskSize); err != nil {
+		isoWG.Wait()
+		return nil, err
+	}
+	relay := o.RelayExe
+	if relay == "" {
+		if relay, err = os.Executable(); err != nil {
+			isoWG.Wait()
+			return nil, err
+		}
+	}
+	vmOpts = append(vmOpts, qemu.WithMemory(o.MemoryMiB), qemu.WithCPUs(o.CPUs),
+		qemu.WithDisk(qemu.Disk{Path: disk, Format: "raw", Unsafe: true}),
+		// restrict=on: the guest reaches kiln's server at 10.0.2.2 and
+		// nothing else, on the host or beyond.
+		qemu.WithUserNet(qemu.UserNet{Restrict: true, GuestFwd: []qemu.GuestFwd{
+			qemu.RelayFwd(fmt.Sprintf("%s:%d", guestHost, port), l.Addr().String(), relay)}}))
+	if o.Firmware == "uefi" {
+		fw, err := qemu.FindOVMF(false)
+		if err != nil {
+			isoWG.Wait()
+			return nil, err
+		}
+		vmOpts = append(vmOpts, qemu.WithFirmware(fw))
+		m.Firmware = firmwareInfo("uefi", fw.Code)
+	} else {
+		m.Firmware = firmwareInfo("bios", "")
+	}
+
+	b.enter("install")
+	accel, err := qemu.ResolveAccel(ctx, o.Accel, &qemu.KVMProbe{})
+	if err != nil {
+		isoWG.Wait()
+		return nil, &InputError{fmt.Errorf("--accel: %w", err)}
+	}
+	if accel.Reason != "" {
+		b.warn("KVM is not usable (" + accel.Reason + "); falling back to TCG, which is much slower")
+	}
+	m.Accel = accel
+	cfg, err := qemu.New(append(vmOpts, qemu.WithAccel(accel.Used))...)
+	if err != nil {
+		isoWG.Wait()
+		return nil, err
+	}
+	res, err := qemu.Run(ctx, cfg, qemu.RunOptions{
+		TempDir: b.work, Keep: o.Keep, Timeout: o.Timeout, Inactivity: o.Inactivity,
+		Activity: srv.Activity, Accel: accel, Log: b.log, OnLine: b.onLine,
+	})
+	isoWG.Wait()
+	if res != nil {
+		m.QEMUVersion = res.QEMUVersion
+		m.VMSeconds = res.Duration.Seconds()
+	}
+	if err != nil {
+		return nil, errVM(err)
+	}
+	report, ok := srv.Report("packages")
+	if !ok {
+		return nil, fmt.Errorf("%w\nserial log: %s\ninstaller log: %s\nreproduce with: %s", errNoReport, res.SerialLog, res.AnacondaLog, res.Repro)
+	}
+	if err := checkPartitionTable(disk); err != nil {
+		return nil, err
+	}
+	st := srv.Stats()
+	m.UpstreamBytes, m.CacheBytes = st.UpstreamBytes, st.CacheBytes
+	m.Packages = packages(report, st, src.iso)
+	if isoOutErr != nil {
+		return nil, fmt.Errorf("writing %s: %w", o.ISOOut, isoOutErr)
+	}
+
+	b.enter("convert")
+	if err := b.convert(ctx, disk); err != nil {
+		return nil, err
+	}
+	if o.ISOOut != "" {
+		if err := publish(isoOutTmp, o.ISOOut); err != nil {
+			return nil, err
+		}
+		m.Outputs = append(m.Outputs, isoOutFile)
+	}
+
+	b.enter("manifest")
+	if err := b.writeManifest(); err != nil {
+		return nil, err
+	}
+	b.enter("")
+	total := time.Since(b.start).Seconds()
+	b.emit(Event{Event: "result", Message: "built " + strings.Join(b.outputNames(), ", "), Seconds: total})
+	return m, nil
+}
+
+func (b *builder) openCache() (*ksserve.Cache, error) {
+	dir := b.o.CacheDir
+	if dir == "" {
+		d, err := ksserve.DefaultCacheDir()
+		if err != nil {
+			return nil, fmt.Errorf("finding the cache directory: %w (use --cache-dir)", err)
+		}
+		dir = d
+	}
+	client, err := ksserve.NewUpstreamClient(b.o.CA)
+	if err != nil {
+		return nil, &InputError{err}
+	}
+	return ksserve.OpenCache(dir, client)
+}
+
+// source finds the installer: a local ISO, an ISO downloaded into the
+// cache, or an install tree read through the proxy.
+func (b *builder) source(ctx context.Context, srv *ksserve.Server, local string) (*source, error) {
+	o := b.o
+	if o.ISO != "" {
+		p := o.ISO
+		if isURL(p) {
+			if o.Offline {
+				return nil, &InputError{fmt.Errorf("--offline: the ISO %s is a URL", p)}
+			}
+			client, err := ksserve.NewUpstreamClient(o.CA)
+			if err != nil {
+				return nil, &InputError{err}
+			}
+			want := ""
+			if o.TDL != nil && o.TDL.Install.SHA256Sum != "" {
+				if want, err = checksumFor(ctx, client, o.TDL.Install.SHA256Sum, path.Base(p)); err != nil {
+					return nil, err
+				}
+			}
+			dir := filepath.Join(o.CacheDir, "isos")
+			if o.CacheDir == "" {
+				d, err := ksserve.DefaultCacheDir()
+				if err != nil {
+					return nil, err
+				}
+				dir = filepath.Join(filepath.Dir(d), "isos")
+			}
+			last := time.Now()
+			if p, err = download(ctx, client, o.ISO, dir, want, func(done, total int64) {
+				if time.Since(last) > time.Second {
+					last = time.Now()
+					b.emit(Event{Event: "progress", Phase: "source", Message: "downloading the ISO", Done: int(done >> 20), Total: int(total >> 20)})
+				}
+			}); err != nil {
+				return nil, err
+			}
+		}
+		return openISO(p)
+	}
+	// An install tree: its .treeinfo names the kernel and initrd.
+	data, err := getLocal(ctx, local+srv.MirrorPath(installMirror)+".treeinfo")
+	if err != nil {
+		return nil, fmt.Errorf("reading the install tree %s: %w", o.TreeURL, err)
+	}
+	ti := iso.ParseTreeInfo(string(data))
+	s := &source{tree: ti, kernel: ti.Kernel, initrd: ti.Initrd}
+	if s.kernel == "" || s.initrd == "" {
+		return nil, &InputError{fmt.Errorf("%s.treeinfo names no kernel and initrd for %s", o.TreeURL, ti.Arch)}
+	}
+	return s, nil
+}
+
+// getLocal GETs a URL of the build's own server.
+func getLocal(ctx context.Context, u string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return nil, fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(b)))
+	}
+	return io.ReadAll(resp.Body)
+}
+
+// serveKickstart makes the served copy of the kickstart: it powers off
+// at the end, its mirror URLs point at the proxy (the installed system
+// gets the user's back), and a last %post reports the installed packages.
+// The user's file is never changed.
+func (b *builder) serveKickstart(srv *ksserve.Server, guest string) []byte {
+	ks := b.ks
+	switch action, _ := ks.Shutdown(); action {
+	case "poweroff", "shutdown":
+	case "":
+		b.warn("the kickstart has no poweroff, so Anaconda would wait at the end for a key press; the served copy ends with poweroff")
+		ks.SetShutdown("poweroff")
+	default:
+		b.warn("the kickstart ends with " + action + "; the served copy ends with poweroff instead, so the build sees the install finish")
+		ks.SetShutdown("poweroff")
+	}
+	ksserve.PrepareKickstart(ks, b.original, srv.Prefixes(guest))
+	ks.AppendScript(kickstart.Script{Kind: kickstart.SectionPost, NoChroot: true, Body: reportScript(guest + srv.ReportPath("packages"))})
+	data := ks.Render()
+	srv.SetKickstart(data)
+	return data
+}
+
+// reportScript is the %post --nochroot that tells kiln what the installed
+// system holds, from its own rpm database.
+func reportScript(url string) string {
+	return `# Added by kiln to the served copy only: report the installed packages to the build.
+sysroot=/mnt/sysroot
+[ -d "$sysroot/root" ] || sysroot=/mnt/sysimage
+chroot "$sysroot" rpm -qa --qf '%{NAME}\t%{EPOCHNUM}\t%{VERSION}\t%{RELEASE}\t%{ARCH}\n' > /tmp/kiln-packages.tsv
+if command -v curl >/dev/null 2>&1; then
+  curl -fsS -X POST --data-binary @/tmp/kiln-packages.tsv '` + url + `'
+else
+  wget -q -O /dev/null --post-file=/tmp/kiln-packages.tsv '` + url + `'
+fi
+`
+}
+
+// bootOptions are the VM options that boot the installer with the served
+// kickstart: the ISO's own kernel and initrd with the kickstart appended
+// (direct), or the remastered ISO booted by firmware (iso).
+func (b *builder) bootOptions(srv *ksserve.Server, src *source, local, guest string, served []byte) ([]qemu.Option, error) {
+	o := b.o
+	if o.Boot == "iso" {
+		remastered := filepath.Join(b.work, "boot.iso")
+		if _, err := iso.Remaster(src.iso, remastered, iso.Options{Kickstart: served, AppendArgs: []string{"console=ttyS0", "inst.text"},
+			RemoveArgs: []string{"quiet", "rd.live.check"}, Timeout: 1, NoMD5: true, Time: o.Time}); err != nil {
+			return nil, fmt.Errorf("remastering %s for the build VM: %w", src.iso, err)
+		}
+		return []qemu.Option{qemu.WithCDROM(remastered), qemu.WithBootOrder("cdrom", "disk")}, nil
+	}
+	kernel := filepath.Join(b.work, "vmlinuz")
+	base := filepath.Join(b.work, "initrd.orig")
+	args := []string{"inst.ks=file:/ks.cfg", "inst.text", "console=ttyS0"}
+	var opts []qemu.Option
+	if src.iso != "" {
+		if err := extract(src.iso, src.kernel, kernel); err != nil {
+			return nil, err
+		}
+		if err := extract(src.iso, src.initrd, base); err != nil {
+			return nil, err
+		}
+		args = append([]string{"inst.stage2=hd:LABEL=" + escapeLabel(src.volID)}, args...)
+		opts = append(opts, qemu.WithCDROM(src.iso))
+	} else {
+		tree := local + srv.MirrorPath(installMirror)
+		if err := fetchLocal(tree+src.kernel, kernel); err != nil {
+			return nil, fmt.Errorf("fetching the kernel from the install tree: %w", err)
+		}
+		if err := fetchLocal(tree+src.initrd, base); err != nil {
+			return nil, fmt.Errorf("fetching the initrd from the install tree: %w", err)
+		}
+		gtree := guest + srv.MirrorPath(installMirror)
+		args = append([]string{"inst.stage2=" + gtree, "inst.repo=" + gtree}, args...)
+	}
+	withKS := filepath.Join(b.work, "initrd.img")
+	if err := appendKickstart(base, withKS, served, b.o.Time); err != nil {
+		return nil, err
+	}
+	os.Remove(base)
+	return append(opts, qemu.WithKernel(kernel, withKS, strings.Join(args, " "))), nil
+}
+
+// escapeLabel writes a volume label as udev names it under
+// /dev/disk/by-label, which is how Anaconda's hd:LABEL= finds it.
+func escapeLabel(l string) string {
+	var sb strings.Builder
+	for _, r := range l {
+		if r == ' ' || r == '/' || r == '\\' || r < 0x20 {
+			fmt.Fprintf(&sb, `\x%02x`, r)
+			continue
+		}
+		sb.WriteRune(r)
+	}
+	return sb.String()
+}
+
+func fetchLocal(u, dst string) error {
+	resp, err := http.Get(u)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s", resp.Status)
+	}
+	f, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// appendKickstart writes a copy of the initrd at src with ks.cfg appended
+// as a second cpio archive, which the kernel unpacks over the first.
+func appendKickstart(src, dst string, ks []byte, t time.Time) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	var mtime int64
+	if !t.IsZero() {
+		mtime = t.Unix()
+	}
+	entry := initrd.Entry{Name: "ks.cfg", Mode: 0o600, Content: bytes.NewReader(ks), Size: int64(len(ks))}
+	if _, err := initrd.Append(out, in, []initrd.Entry{entry}, mtime); err != nil {
+		out.Close()
+		return fmt.Errorf("appending the kickstart to the initrd: %w", err)
+	}
+	return out.Close()
+}
+
+func makeSparse(p string, size int64) error {
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := f.Truncate(size); err != nil {
+		f.Close()
+		return fmt.Errorf("making the %d-byte build disk: %w", size, err)
+	}
+	return f.Close()
+}
+
+// progressLine is Anaconda's package progress in its log.
+var progressLine = regexp.MustCompile(`Installing (\S+) \((\d+)/(\d+)\)`)
+
+// onLine follows the installer's logs for progress.
+func (b *builder) onLine(src, line string) {
+	b.log.Debug(line, "log", src)
+	if m := progressLine.FindStringSubmatch(line); m != nil {
+		done, _ := strconv.Atoi(m[2])
+		total, _ := strconv.Atoi(m[3])
+		b.emit(Event{Event: "progress", Phase: "install", Package: m[1], Done: done, Total: total})
+	}
+}
+
+// checkPartitionTable checks that the installer left a partition table:
+// an MBR signature, with a GPT header or MBR partitions behind it.
+func checkPartitionTable(disk string) error {
+	f, err := os.Open(disk)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	buf := make([]byte, 1024)
+	if _, err := io.ReadFull(f, buf); err != nil {
+		return fmt.Errorf("reading the installed disk: %w", err)
+	}
+	if buf[510] != 0x55 || buf[511] != 0xaa {
+		return fmt.Errorf("the installed disk has no partition table (no MBR signature at byte 510)")
+	}
+	if string(buf[512:520]) == "EFI PART" {
+		return nil
+	}
+	for i := 0; i < 4; i++ {
+		if buf[446+16*i+4] != 0 {
+			return nil
+		}
+	}
+	return fmt.Errorf("the installed disk's partition table is empty")
+}
+
+// convert writes each requested image format beside the output, then
+// renames them into place; raw is the build disk itself, renamed last.
+// Hashing the outputs for the manifest runs alongside the conversions:
+// a raw image is hashed whole, holes included, at about 2 GB/s.
+func (b *builder) convert(ctx context.Context, disk string) error {
+	o := b.o
+	var hashes []*hashing
+	if slices.Contains(o.Formats, "raw") {
+		hashes = append(hashes, hashAsync("raw", disk, o.imagePath("raw")))
+	}
+	for _, f := range o.Formats {
+		if f == "raw" {
+			continue
+		}
+		dst := o.imagePath(f)
+		tmp := filepath.Join(filepath.Dir(dst), "."+filepath.Base(dst)+".kiln-tmp")
+		args := []string{"convert", "-f", "raw", "-O", Formats[f].QEMU}
+		if f == "qcow2" && o.Compress {
+			args = append(args, "-c")
+		}
+		args = append(args, disk, tmp)
+		cmd := exec.CommandContext(ctx, "qemu-img", args...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			os.Remove(tmp)
+			return fmt.Errorf("qemu-img %s: %v: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
+		}
+		if err := publish(tmp, dst); err != nil {
+			os.Remove(tmp)
+			return err
+		}
+		hashes = append(hashes, hashAsync(f, dst, dst))
+	}
+	var outs []File
+	for _, h := range hashes {
+		f, err := h.wait()
+		if err != nil {
+			return err
+		}
+		outs = append(outs, f)
+	}
+	if slices.Contains(o.Formats, "raw") {
+		dst := o.imagePath("raw")
+		if err := publish(disk, dst); err != nil {
+			// The work directory is on another file system: copy,
+			// keeping holes.
+			tmp := filepath.Join(filepath.Dir(dst), "."+filepath.Base(dst)+".kiln-tmp")
+			if out, err := exec.CommandContext(ctx, "qemu-img", "convert", "-f", "raw", "-O", "raw", disk, tmp).CombinedOutput(); err != nil {
+				os.Remove(tmp)
+				return fmt.Errorf("qemu-img convert to raw: %v: %s", err, bytes.TrimSpace(out))
+			}
+			if err := publish(tmp, dst); err != nil {
+				os.Remove(tmp)
+				return err
+			}
+		}
+	}
+	b.manifest.Outputs = append(b.manifest.Outputs, outs...)
+	return nil
+}
+
+// hashing is an output's sha256 being computed.
+type hashing struct {
+	done chan struct{}
+	f    File
+	err  error
+}
+
+// hashAsync hashes the file at src, recorded in the manifest as path.
+func hashAsync(role, src, path string) *hashing {
+	h := &hashing{done: make(chan struct{}), f: File{Role: role, Path: path}}
+	go func() {
+		defer close(h.done)
+		st, err := os.Stat(src)
+		if err != nil {
+			h.err = err
+			return
+		}
+		h.f.Size = st.Size()
+		h.f.SHA256, h.err = fileSHA256(src)
+	}()
+	return h
+}
+
+func (h *hashing) wait() (File, error) {
+	<-h.done
+	return h.f, h.err
+}
+
+func (b *builder) outputNames() []string {
+	var out []string
+	for _, o := range b.manifest.Outputs {
+		out = append(out, o.Path)
+	}
+	return append(out, b.o.Output+".manifest.json")
+}

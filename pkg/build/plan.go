@@ -1,0 +1,114 @@
+package build
+
+import (
+	"fmt"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/kiln-build/kiln/ksserve"
+	"github.com/kiln-build/kiln/qemu"
+)
+
+// BuildPlan is what a build would do, for --dry-run: it is made after
+// the same validation a build does, with nothing downloaded or booted.
+type BuildPlan struct {
+	Source   string   `json:"source"`
+	Boot     string   `json:"boot"`
+	Firmware string   `json:"firmware"`
+	Outputs  []string `json:"outputs"`
+	Notices  []string `json:"notices,omitempty"`
+	Mirrors  []string `json:"mirrors"`
+	// Cmdline is the QEMU command line, with the work directory shown as
+	// /tmp/kiln-build-DRYRUN and the proxy's port as PORT.
+	Cmdline []string `json:"cmdline"`
+}
+
+// Plan validates o as Run does and says what Run would do.
+func Plan(o Options) (*BuildPlan, error) {
+	b := &builder{o: o, manifest: &Manifest{}}
+	var notices []string
+	b.o.Events = func(ev Event) {
+		if ev.Event == "warning" {
+			notices = append(notices, ev.Message)
+		}
+	}
+	if err := b.validate(); err != nil {
+		return nil, err
+	}
+	o = b.o
+	p := &BuildPlan{Boot: o.Boot, Firmware: o.Firmware, Outputs: b.outputs}
+	if o.ISO != "" {
+		p.Source = "ISO " + o.ISO
+	} else {
+		p.Source = "install tree " + o.TreeURL
+	}
+	ups := ksserve.Upstreams(b.ks)
+	for n, u := range o.Mirrors {
+		ups[n] = u
+	}
+	if o.TreeURL != "" {
+		ups[installMirror] = o.TreeURL
+	}
+	for n, u := range ups {
+		p.Mirrors = append(p.Mirrors, n+"="+u)
+	}
+	sort.Strings(p.Mirrors)
+	switch action, _ := b.ks.Shutdown(); action {
+	case "poweroff", "shutdown":
+	case "":
+		notices = append(notices, "the kickstart has no poweroff; the served copy ends with poweroff")
+	default:
+		notices = append(notices, "the kickstart ends with "+action+"; the served copy ends with poweroff instead")
+	}
+	p.Notices = notices
+
+	work := "/tmp/kiln-build-DRYRUN"
+	guest := "http://" + guestHost + ":PORT"
+	var opts []qemu.Option
+	switch {
+	case o.Boot == "iso":
+		opts = append(opts, qemu.WithCDROM(filepath.Join(work, "boot.iso")), qemu.WithBootOrder("cdrom", "disk"))
+	case o.ISO != "":
+		label := "LABEL"
+		if !isURL(o.ISO) {
+			src, err := openISO(o.ISO)
+			if err != nil {
+				return nil, err
+			}
+			label = escapeLabel(src.volID)
+		}
+		opts = append(opts, qemu.WithCDROM(o.ISO), qemu.WithKernel(filepath.Join(work, "vmlinuz"), filepath.Join(work, "initrd.img"),
+			"inst.stage2=hd:LABEL="+label+" inst.ks=file:/ks.cfg inst.text console=ttyS0"))
+	default:
+		tree := guest + "/TOKEN/mirror/" + installMirror + "/"
+		opts = append(opts, qemu.WithKernel(filepath.Join(work, "vmlinuz"), filepath.Join(work, "initrd.img"),
+			fmt.Sprintf("inst.stage2=%s inst.repo=%s inst.ks=file:/ks.cfg inst.text console=ttyS0", tree, tree)))
+	}
+	opts = append(opts, qemu.WithMemory(o.MemoryMiB), qemu.WithCPUs(o.CPUs),
+		qemu.WithDisk(qemu.Disk{Path: filepath.Join(work, "disk.raw"), Format: "raw", Unsafe: true}),
+		qemu.WithUserNet(qemu.UserNet{Restrict: true}))
+	if o.Firmware == "uefi" {
+		fw, err := qemu.FindOVMF(false)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, qemu.WithFirmware(fw))
+	}
+	accel := o.Accel
+	if accel == "auto" {
+		accel = "kvm" // what auto tries first; a build probes it
+	}
+	cfg, err := qemu.New(append(opts, qemu.WithAccel(accel))...)
+	if err != nil {
+		return nil, err
+	}
+	cfg.RunDir = work
+	if p.Cmdline, err = cfg.Cmdline(); err != nil {
+		return nil, err
+	}
+	if !strings.HasPrefix(p.Source, "ISO") && o.Boot == "iso" {
+		return nil, inputErrorf("--boot iso needs an ISO")
+	}
+	return p, nil
+}

@@ -1,0 +1,256 @@
+package build
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/kiln-build/kiln/iso"
+)
+
+// source is the installer the build boots.
+type source struct {
+	iso    string // the installer ISO on disk, or ""
+	volID  string
+	tree   *iso.TreeInfo
+	kernel string // in the ISO or the tree
+	initrd string
+}
+
+// openISO reads what a build needs of an installer ISO without mounting
+// it: the volume label and where its kernel and initrd are.
+func openISO(p string) (*source, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, &InputError{fmt.Errorf("opening the installer ISO: %w", err)}
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	r, err := iso.NewReader(f, st.Size())
+	if err != nil {
+		return nil, &InputError{fmt.Errorf("%s: %w", p, err)}
+	}
+	s := &source{iso: p, volID: r.PVD.VolumeID}
+	if ti, err := r.Stat(".treeinfo"); err == nil {
+		b, err := io.ReadAll(io.LimitReader(ti.Open(), 1<<20))
+		if err != nil {
+			return nil, fmt.Errorf("%s: reading .treeinfo: %w", p, err)
+		}
+		s.tree = iso.ParseTreeInfo(string(b))
+	}
+	// .treeinfo names the boot files; media without one keep them where
+	// lorax puts them.
+	var kernels, initrds []string
+	if s.tree != nil && s.tree.Kernel != "" {
+		kernels, initrds = append(kernels, s.tree.Kernel), append(initrds, s.tree.Initrd)
+	}
+	kernels = append(kernels, "images/pxeboot/vmlinuz", "isolinux/vmlinuz")
+	initrds = append(initrds, "images/pxeboot/initrd.img", "isolinux/initrd.img")
+	for i := range kernels {
+		if _, err := r.Stat(kernels[i]); err != nil {
+			continue
+		}
+		if _, err := r.Stat(initrds[i]); err != nil {
+			continue
+		}
+		s.kernel, s.initrd = kernels[i], initrds[i]
+		return s, nil
+	}
+	return nil, &InputError{fmt.Errorf("%s: no installer kernel and initrd (looked for %s)", p, strings.Join(kernels, ", "))}
+}
+
+// extract copies the file at name in the ISO to dst.
+func extract(isoPath, name, dst string) error {
+	f, err := os.Open(isoPath)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	r, err := iso.NewReader(f, st.Size())
+	if err != nil {
+		return err
+	}
+	file, err := r.Stat(name)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	out, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, file.Open()); err != nil {
+		out.Close()
+		return fmt.Errorf("extracting %s from %s: %w", name, isoPath, err)
+	}
+	return out.Close()
+}
+
+// download fetches an ISO by URL into dir, named by the URL's hash so
+// that a second build finds it. A partial download is kept as .part and
+// resumed with a Range request; only a complete file (and, when want is
+// set, one with that sha256) gets the final name.
+func download(ctx context.Context, client *http.Client, rawURL, dir, want string, progress func(done, total int64)) (string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256([]byte(rawURL))
+	final := filepath.Join(dir, hex.EncodeToString(sum[:8])+"-"+path.Base(rawURL))
+	if _, err := os.Stat(final); err == nil {
+		if want == "" {
+			return final, nil
+		}
+		if got, err := fileSHA256(final); err == nil && got == want {
+			return final, nil
+		}
+		os.Remove(final)
+	}
+	part := final + ".part"
+	f, err := os.OpenFile(part, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	// One download per file at a time, across processes.
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		return "", err
+	}
+	if _, err := os.Stat(final); err == nil {
+		return final, nil // another build finished it while we waited
+	}
+	have, err := f.Seek(0, io.SeekEnd)
+	if err != nil {
+		return "", err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
+	if err != nil {
+		return "", err
+	}
+	if have > 0 {
+		req.Header.Set("Range", "bytes="+strconv.FormatInt(have, 10)+"-")
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("downloading %s: %w", rawURL, err)
+	}
+	defer resp.Body.Close()
+	switch {
+	case resp.StatusCode == http.StatusPartialContent && have > 0:
+	case resp.StatusCode == http.StatusOK:
+		// No resume: start again.
+		if err := f.Truncate(0); err != nil {
+			return "", err
+		}
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return "", err
+		}
+		have = 0
+	default:
+		return "", fmt.Errorf("downloading %s: %s", rawURL, resp.Status)
+	}
+	total := int64(-1)
+	if resp.ContentLength >= 0 {
+		total = have + resp.ContentLength
+	}
+	pw := &progressWriter{w: f, done: have, total: total, fn: progress}
+	if _, err := io.Copy(pw, resp.Body); err != nil {
+		return "", fmt.Errorf("downloading %s (kept %d bytes to resume): %w", rawURL, pw.done, err)
+	}
+	if total >= 0 && pw.done != total {
+		return "", fmt.Errorf("downloading %s: got %d of %d bytes", rawURL, pw.done, total)
+	}
+	if err := f.Sync(); err != nil {
+		return "", err
+	}
+	if want != "" {
+		got, err := fileSHA256(part)
+		if err != nil {
+			return "", err
+		}
+		if got != want {
+			os.Remove(part)
+			return "", fmt.Errorf("downloading %s: sha256 %s, but the checksum file says %s", rawURL, got, want)
+		}
+	}
+	if err := os.Rename(part, final); err != nil {
+		return "", err
+	}
+	return final, nil
+}
+
+type progressWriter struct {
+	w           io.Writer
+	done, total int64
+	fn          func(done, total int64)
+}
+
+func (p *progressWriter) Write(b []byte) (int, error) {
+	n, err := p.w.Write(b)
+	p.done += int64(n)
+	if p.fn != nil {
+		p.fn(p.done, p.total)
+	}
+	return n, err
+}
+
+// checksumFor reads a checksum file (sha256sum's format, or the BSD
+// "SHA256 (name) = sum" one) and returns the sum listed for name.
+func checksumFor(ctx context.Context, client *http.Client, listURL, name string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, listURL, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("fetching the checksum file %s: %w", listURL, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("fetching the checksum file %s: %s", listURL, resp.Status)
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return "", err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) == 2 && strings.TrimPrefix(f[1], "*") == name:
+			return strings.ToLower(f[0]), nil
+		case len(f) == 4 && f[0] == "SHA256" && f[1] == "("+name+")" && f[2] == "=":
+			return strings.ToLower(f[3]), nil
+		}
+	}
+	return "", fmt.Errorf("the checksum file %s lists no sha256 for %s", listURL, name)
+}
+
+func fileSHA256(p string) (string, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+var errNoReport = errors.New("the installer powered off without running kiln's final %post, so the install did not complete")
