@@ -788,3 +788,17 @@ func TestReports(t *testing.T) {
 		ts.Close()
 	}
 }
+
+func TestScriptUpstreams(t *testing.T) {
+	ks := kickstart.Parse("t.ks", []byte("url --url=http://mirror.example/rocky/9/BaseOS/x86_64/os/\n"+
+		"repo --name=custom --baseurl=http://files.example:8080/custom-rpms/\n"+
+		"%post\ncurl -o /etc/a http://files.example:8080/configs/app.conf\ncurl http://files.example:8080/x https://other.example/y\n"+
+		"wget http://given.example/z\n%end\n"), kickstart.Options{Version: kickstart.RHEL9})
+	have := Upstreams(ks)
+	have["files"] = "http://given.example/"
+	got := ScriptUpstreams(ks, have)
+	want := map[string]string{"script-files.example-8080": "http://files.example:8080/", "script-other.example": "https://other.example/"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("ScriptUpstreams = %v, want %v", got, want)
+	}
+}

@@ -3,6 +3,7 @@ package ksserve
 import (
 	"encoding/base64"
 	"fmt"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -23,6 +24,40 @@ func Upstreams(f *kickstart.File) map[string]string {
 		}
 	}
 	return m
+}
+
+// scriptURL finds http(s) URLs in script bodies.
+var scriptURL = regexp.MustCompile(`https?://[A-Za-z0-9.\-]+(:[0-9]+)?/`)
+
+// ScriptUpstreams names the servers a kickstart's %pre and %post scripts
+// fetch from (a file server that %post curls, say) that no upstream in
+// have already covers: each origin ("http://host:port/") once, named
+// "script-HOST-PORT". The kickstart is the user's configuration, so what
+// its scripts fetch is as allowed as what its repo lines name.
+func ScriptUpstreams(f *kickstart.File, have map[string]string) map[string]string {
+	out := map[string]string{}
+	for _, sc := range f.Scripts() {
+		if sc.Kind != kickstart.SectionPre && sc.Kind != kickstart.SectionPost && sc.Kind != kickstart.SectionPreInstall {
+			continue
+		}
+		for _, origin := range scriptURL.FindAllString(sc.Body, -1) {
+			covered := false
+			for _, m := range []map[string]string{have, out} {
+				for _, u := range m {
+					covered = covered || u == origin
+				}
+			}
+			if covered {
+				continue
+			}
+			_, hostPort, _ := strings.Cut(strings.TrimSuffix(origin, "/"), "://")
+			name := "script-" + strings.ReplaceAll(hostPort, ":", "-")
+			if mirrorName.MatchString(name) {
+				out[name] = origin
+			}
+		}
+	}
+	return out
 }
 
 func isHTTP(u string) bool {

@@ -66,6 +66,9 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		}
 		ups[name] = u
 	}
+	for name, u := range ksserve.ScriptUpstreams(f, ups) {
+		ups[name] = u
+	}
 	srvCache, err := openCache(*cacheDir, *ca)
 	if err != nil {
 		return err

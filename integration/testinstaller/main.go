@@ -14,9 +14,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -118,6 +120,21 @@ func install(ctx context.Context, opts anaconda.BootOptions) (err error) {
 				emergency(fmt.Sprintf("anaconda: failed to find the stage2 image %s on %s", img, dev))
 			}
 			media = anaconda.MediaRepo
+		}
+		if st.Kind == "http" {
+			// dracut fetches the runtime image over the network.
+			if err := network(); err != nil {
+				return err
+			}
+			base := strings.TrimSuffix(st.URL, "/")
+			img := "images/install.img"
+			if ti, err := anaconda.Fetch(ctx, http.DefaultClient, base+"/.treeinfo"); err == nil {
+				img = treeinfoStage2(string(ti))
+			}
+			if b, err := anaconda.Fetch(ctx, http.DefaultClient, base+"/"+img); err != nil || len(b) == 0 {
+				emergency(fmt.Sprintf("anaconda: failed to fetch the stage2 image %s/%s: %v", base, img, err))
+			}
+			logf("INFO", "stage2: fetched %s/%s", base, img)
 		}
 	}
 	instRepo := ""
@@ -291,8 +308,13 @@ func hang() {
 	}
 }
 
+var networkUp bool
+
 // network brings up eth0 with DHCP, as Anaconda's ip=dhcp default does.
 func network() error {
+	if networkUp {
+		return nil
+	}
 	if initutil.WaitFor(initutil.Exists("/sys/class/net/eth0"), 10*time.Second) == "" {
 		return &anaconda.Fatal{Msg: "network: no network device (eth0) appeared"}
 	}
@@ -310,5 +332,6 @@ func network() error {
 		return &anaconda.Fatal{Msg: fmt.Sprintf("network: DHCP on eth0 failed: %v", err)}
 	}
 	logf("INFO", "network: eth0 is up")
+	networkUp = true
 	return nil
 }

@@ -127,8 +127,13 @@ func stage2Image(media string) string {
 	if err != nil {
 		return "images/install.img"
 	}
+	return treeinfoStage2(string(b))
+}
+
+// treeinfoStage2 reads [stage2] mainimage from a .treeinfo.
+func treeinfoStage2(ti string) string {
 	section := ""
-	for _, l := range strings.Split(string(b), "\n") {
+	for _, l := range strings.Split(ti, "\n") {
 		l = strings.TrimSpace(l)
 		if strings.HasPrefix(l, "[") {
 			section = strings.Trim(l, "[]")

@@ -32,7 +32,24 @@ import (
 const guestHost = "10.0.2.100"
 
 // installMirror is the proxy's name for an install tree given by URL.
-const installMirror = "install"
+const installMirror = "tree"
+
+// upstreams are what the build's proxy may fetch from: the kickstart's
+// url and repo lines, --mirror, the install tree, and the servers the
+// kickstart's scripts fetch from.
+func (b *builder) upstreams() map[string]string {
+	ups := ksserve.Upstreams(b.ks)
+	for n, u := range b.o.Mirrors {
+		ups[n] = u
+	}
+	if b.o.TreeURL != "" {
+		ups[installMirror] = b.o.TreeURL
+	}
+	for n, u := range ksserve.ScriptUpstreams(b.ks, ups) {
+		ups[n] = u
+	}
+	return ups
+}
 
 func (b *builder) run(ctx context.Context) (*Manifest, error) {
 	o := b.o
@@ -44,13 +61,7 @@ func (b *builder) run(ctx context.Context) (*Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
-	upstreams := ksserve.Upstreams(b.ks)
-	for n, u := range o.Mirrors {
-		upstreams[n] = u
-	}
-	if o.TreeURL != "" {
-		upstreams[installMirror] = o.TreeURL
-	}
+	upstreams := b.upstreams()
 	srv, err := ksserve.New(ksserve.Config{Mirrors: upstreams, FilesDir: o.FilesDir, Cache: cache, Offline: o.Offline, Log: b.log, Reports: true})
 	if err != nil {
 		return nil, &InputError{fmt.Errorf("serving the build: %w", err)}

@@ -6,7 +6,6 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/kiln-build/kiln/ksserve"
 	"github.com/kiln-build/kiln/qemu"
 )
 
@@ -43,13 +42,7 @@ func Plan(o Options) (*BuildPlan, error) {
 	} else {
 		p.Source = "install tree " + o.TreeURL
 	}
-	ups := ksserve.Upstreams(b.ks)
-	for n, u := range o.Mirrors {
-		ups[n] = u
-	}
-	if o.TreeURL != "" {
-		ups[installMirror] = o.TreeURL
-	}
+	ups := b.upstreams()
 	for n, u := range ups {
 		p.Mirrors = append(p.Mirrors, n+"="+u)
 	}

@@ -1,0 +1,420 @@
+package integration
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/kiln-build/kiln/internal/testutil"
+	"github.com/kiln-build/kiln/pkg/build"
+	"github.com/kiln-build/kiln/qemu"
+)
+
+// The kiln build tests run kiln as a user would, the real binary, in a
+// network namespace of their own where the mirror and the file server
+// answer at 10.0.2.2, the address a VM on QEMU's user network reaches the
+// host's loopback by. So the same kickstart URLs work for kiln (in the
+// namespace) and for a VM booted from the install ISO kiln wrote (outside
+// it, where the test serves the same directories on 127.0.0.1).
+
+func TestMain(m *testing.M) {
+	if os.Getenv("KILN_NETNS_HELPER") != "" {
+		os.Exit(netnsHelper())
+	}
+	os.Exit(m.Run())
+}
+
+// netnsHelper runs inside the namespace: loopback up with 10.0.2.2 on it,
+// a file server per KILN_NETNS_SERVE entry (PORT=DIR), then the command
+// in KILN_NETNS_RUN (a JSON array), whose exit code it returns.
+func netnsHelper() int {
+	fail := func(err error) int {
+		fmt.Fprintln(os.Stderr, "netns helper:", err)
+		return 125
+	}
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, 0)
+	if err != nil {
+		return fail(err)
+	}
+	lo, err := unix.NewIfreq("lo")
+	if err != nil {
+		return fail(err)
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, lo); err != nil {
+		return fail(err)
+	}
+	lo.SetUint16(lo.Uint16() | unix.IFF_UP)
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, lo); err != nil {
+		return fail(fmt.Errorf("bringing lo up: %w", err))
+	}
+	alias, err := unix.NewIfreq("lo:1")
+	if err != nil {
+		return fail(err)
+	}
+	if err := alias.SetInet4Addr(net.IPv4(10, 0, 2, 2).To4()); err != nil {
+		return fail(err)
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFADDR, alias); err != nil {
+		return fail(fmt.Errorf("adding 10.0.2.2: %w", err))
+	}
+	for _, s := range strings.Fields(os.Getenv("KILN_NETNS_SERVE")) {
+		port, dir, _ := strings.Cut(s, "=")
+		l, err := net.Listen("tcp", "10.0.2.2:"+port)
+		if err != nil {
+			return fail(err)
+		}
+		go http.Serve(l, http.FileServer(http.Dir(dir)))
+	}
+	var argv []string
+	if err := json.Unmarshal([]byte(os.Getenv("KILN_NETNS_RUN")), &argv); err != nil {
+		return fail(err)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	if err := cmd.Run(); err != nil {
+		if ee, ok := err.(*exec.ExitError); ok {
+			return ee.ExitCode()
+		}
+		return fail(err)
+	}
+	return 0
+}
+
+var (
+	kilnOnce sync.Once
+	kilnBin  string
+	kilnErr  error
+)
+
+// kiln builds the kiln binary once per test run.
+func kiln(t *testing.T) string {
+	kilnOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "kiln-bin-")
+		if err != nil {
+			kilnErr = err
+			return
+		}
+		kilnBin = filepath.Join(dir, "kiln")
+		if out, err := exec.Command("go", "build", "-o", kilnBin, "../cmd/kiln").CombinedOutput(); err != nil {
+			kilnErr = fmt.Errorf("go build ../cmd/kiln: %v\n%s", err, out)
+		}
+	})
+	if kilnErr != nil {
+		t.Fatal(kilnErr)
+	}
+	return kilnBin
+}
+
+// buildEnv is one test's world: the mirror and a file server, reachable
+// at the same URLs from kiln's namespace and from a VM outside it.
+type buildEnv struct {
+	mirrorPort, filesPort int
+	filesDir              string
+	dir                   string // outputs
+	cache                 string
+}
+
+func (b *buildEnv) mirror() string { return fmt.Sprintf("http://10.0.2.2:%d", b.mirrorPort) }
+func (b *buildEnv) files() string  { return fmt.Sprintf("http://10.0.2.2:%d", b.filesPort) }
+
+func newBuildEnv(t *testing.T) *buildEnv {
+	testutil.RequireTool(t, "unshare")
+	testutil.RequireTool(t, "qemu-img")
+	b := &buildEnv{dir: t.TempDir(), filesDir: t.TempDir()}
+	b.cache = filepath.Join(b.dir, "cache")
+	os.MkdirAll(filepath.Join(b.filesDir, "configs"), 0o755)
+	os.MkdirAll(filepath.Join(b.filesDir, "scripts"), 0o755)
+	os.WriteFile(filepath.Join(b.filesDir, "configs/app.conf"), []byte(appConf), 0o644)
+	os.WriteFile(filepath.Join(b.filesDir, "scripts/setup.sh"), []byte(setupSh), 0o644)
+	// The host side, for VMs booted outside the namespace.
+	for _, s := range []struct {
+		port *int
+		dir  string
+	}{{&b.mirrorPort, mirrorDir}, {&b.filesPort, b.filesDir}} {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := &http.Server{Handler: http.FileServer(http.Dir(s.dir))}
+		go srv.Serve(l)
+		t.Cleanup(func() { srv.Close() })
+		*s.port = l.Addr().(*net.TCPAddr).Port
+	}
+	return b
+}
+
+// kickstart writes the scenario's kickstart with the env's URLs.
+func (b *buildEnv) kickstart(t *testing.T, edit func(string) string) string {
+	tmpl, err := os.ReadFile("testdata/my-rocky9.ks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks := strings.NewReplacer("MIRROR", b.mirror(), "FILES", b.files()).Replace(string(tmpl))
+	if edit != nil {
+		ks = edit(ks)
+	}
+	p := filepath.Join(b.dir, fmt.Sprintf("ks-%d.ks", time.Now().UnixNano()))
+	if err := os.WriteFile(p, []byte(ks), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// run runs kiln with args in the namespace and returns its stdout.
+func (b *buildEnv) run(t *testing.T, args ...string) (string, error) {
+	argv, _ := json.Marshal(append([]string{kiln(t)}, args...))
+	cmd := exec.Command("unshare", "--user", "--map-root-user", "--net", os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "KILN_NETNS_HELPER=1", "KILN_NETNS_RUN="+string(argv),
+		fmt.Sprintf("KILN_NETNS_SERVE=%d=%s %d=%s", b.mirrorPort, mirrorDir, b.filesPort, b.filesDir))
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
+	err := cmd.Run()
+	t.Logf("kiln %s: %v in %v\n%s", strings.Join(args, " "), err, time.Since(start).Round(time.Millisecond), stderr.String())
+	if err != nil {
+		return stdout.String(), fmt.Errorf("kiln %s: %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), err, stdout.String(), stderr.String())
+	}
+	return stdout.String(), nil
+}
+
+func readManifest(t *testing.T, p string) *build.Manifest {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m build.Manifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatalf("%s: %v", p, err)
+	}
+	return &m
+}
+
+func hasPackage(m *build.Manifest, name string) bool {
+	for _, p := range m.Packages {
+		if p.Name == name && p.SHA256 != "" && p.EVR() != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// TestBuildScenario is the reference scenario end to end: kiln build from
+// the DVD to qcow2 and raw images and an install ISO; the images hold
+// what the kickstart installs; the manifest lists the packages; a repeat
+// build fetches nothing from the mirror; and the install ISO, dd'd to a
+// USB stick, installs the same on a fresh machine under OVMF by itself.
+func TestBuildScenario(t *testing.T) {
+	setup(t)
+	b := newBuildEnv(t)
+	ks := b.kickstart(t, nil)
+	out := filepath.Join(b.dir, "rocky9")
+	isoOut := filepath.Join(b.dir, "rocky9-install.iso")
+	common := []string{"--accel", "tcg", "--memory", "1G", "--cpus", "1", "--disk-size", "512M", "--cache-dir", b.cache,
+		"--mirror", "files=" + b.files() + "/", "--inactivity", "2m"}
+	stdout, err := b.run(t, append([]string{"--json", "build", "--ks", ks, "--iso", fx.DVD, "-o", out, "--format", "qcow2,raw", "--iso-out", isoOut}, common...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The events: every phase, the installer's progress, the result.
+	var phases []string
+	progress := 0
+	result := false
+	sc := bufio.NewScanner(strings.NewReader(stdout))
+	for sc.Scan() {
+		var ev build.Event
+		if json.Unmarshal(sc.Bytes(), &ev) != nil {
+			continue
+		}
+		switch ev.Event {
+		case "phase":
+			phases = append(phases, ev.Phase)
+		case "progress":
+			if ev.Total > 0 && ev.Package != "" {
+				progress++
+			}
+		case "result":
+			result = true
+		}
+	}
+	if got := strings.Join(phases, ","); got != "validate,source,prepare,install,convert,manifest" || progress == 0 || !result {
+		t.Errorf("events: phases %s, %d progress events, result %v\n%s", got, progress, result, stdout)
+	}
+	if o, err := exec.Command("qemu-img", "check", out+".qcow2").CombinedOutput(); err != nil {
+		t.Errorf("qemu-img check: %v\n%s", err, o)
+	}
+	if o, err := exec.Command("qemu-img", "info", "--output=json", out+".qcow2").CombinedOutput(); err != nil || !strings.Contains(string(o), `"format": "qcow2"`) {
+		t.Errorf("qemu-img info: %v\n%s", err, o)
+	}
+	checkScenario(t, out+".raw")
+	m := readManifest(t, out+".manifest.json")
+	for _, name := range []string{"bash", "httpd", "nginx", "custom-package-1", "custom-package-2"} {
+		if !hasPackage(m, name) {
+			t.Errorf("the manifest lacks %s (with EVR and sha256): %+v", name, m.Packages)
+		}
+	}
+	if m.UpstreamBytes == 0 || len(m.Outputs) != 3 || m.QEMUVersion == "" || m.Accel.Used != "tcg" {
+		t.Errorf("manifest: upstream %d, outputs %+v, qemu %q, accel %+v", m.UpstreamBytes, m.Outputs, m.QEMUVersion, m.Accel)
+	}
+	t.Logf("kiln's overhead %.2fs, phases %+v", m.OverheadSeconds, m.Phases)
+	if ic, err := os.ReadFile(out + ".icicle.xml"); err != nil || !strings.Contains(string(ic), `<package name="custom-package-1-1.0-1.noarch">`) {
+		t.Errorf("icicle: %v\n%s", err, ic)
+	}
+	// The installed system keeps the user's kickstart and URLs.
+	if got := debugfs(t, out+".raw", "cat /root/original-ks.cfg"); !strings.Contains(got, b.mirror()+"/custom-rpms/") || strings.Contains(got, "10.0.2.100") {
+		t.Errorf("/root/original-ks.cfg is not the user's:\n%s", got)
+	}
+
+	t.Run("repeat build", func(t *testing.T) {
+		again := filepath.Join(b.dir, "again")
+		if _, err := b.run(t, append([]string{"build", "--ks", ks, "--iso", fx.DVD, "-o", again}, common...)...); err != nil {
+			t.Fatal(err)
+		}
+		if m := readManifest(t, again+".manifest.json"); m.UpstreamBytes != 0 || m.CacheBytes == 0 {
+			t.Errorf("a repeat build fetched %d bytes from the mirror (%d from the cache)", m.UpstreamBytes, m.CacheBytes)
+		}
+		// Outputs are never replaced without --force.
+		if _, err := b.run(t, append([]string{"build", "--ks", ks, "--iso", fx.DVD, "-o", again}, common...)...); err == nil || !strings.Contains(err.Error(), "exists; use --force") {
+			t.Errorf("a build over existing outputs: %v", err)
+		}
+	})
+
+	t.Run("install ISO on a USB stick under OVMF", func(t *testing.T) {
+		ovmf, err := qemu.FindOVMF(false)
+		if err != nil {
+			testutil.RequireFile(t, "/usr/share/OVMF/OVMF_CODE_4M.fd")
+			t.Fatal(err)
+		}
+		disk := filepath.Join(t.TempDir(), "disk.raw")
+		os.WriteFile(disk, nil, 0o644)
+		os.Truncate(disk, 512<<20)
+		cfg, err := qemu.New(qemu.WithMemory(1024), qemu.WithCPUs(1), qemu.WithAccel("tcg"), qemu.WithFirmware(ovmf),
+			qemu.WithUSB(isoOut), qemu.WithBootOrder("usb"), qemu.WithDisk(qemu.Disk{Path: disk, Format: "raw", Unsafe: true}),
+			qemu.WithUserNet(qemu.UserNet{}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := qemu.Run(context.Background(), cfg, qemu.RunOptions{TempDir: t.TempDir(), Keep: true, Timeout: 10 * time.Minute, Inactivity: 2 * time.Minute})
+		if err != nil {
+			t.Fatalf("%v\n%s", err, tail(res))
+		}
+		checkScenario(t, disk)
+	})
+}
+
+// TestOzInstall is the same scenario through kiln's oz-install front door,
+// the way the user ran Oz: the TDL names the mirror's BaseOS tree, so the
+// installer boots from the tree's kernel and initrd through the proxy,
+// and the kickstart, which has no poweroff, gets one in the served copy.
+func TestOzInstall(t *testing.T) {
+	setup(t)
+	b := newBuildEnv(t)
+	ks := b.kickstart(t, func(s string) string { return strings.Replace(s, "poweroff\n", "", 1) })
+	tdl := filepath.Join(b.dir, "rocky9.tdl")
+	os.WriteFile(tdl, []byte(`<template>
+  <name>rocky9-custom</name>
+  <os>
+    <name>Rocky-9</name>
+    <version>9</version>
+    <arch>x86_64</arch>
+    <install type='url'>
+      <url>`+b.mirror()+`/rocky/9/BaseOS/x86_64/os/</url>
+    </install>
+  </os>
+  <description>Rocky Linux 9 Custom Image for Physical Deployment</description>
+</template>
+`), 0o644)
+	cfg := filepath.Join(b.dir, "oz.cfg")
+	os.WriteFile(cfg, []byte("[libvirt]\nmemory = 1024\ncpus = 1\nimage_type = raw\n[timeouts]\ninstall = 600\ninactivity = 120\n"), 0o644)
+	disk := filepath.Join(b.dir, "rocky9-custom.dsk")
+	xmlOut := filepath.Join(b.dir, "rocky9-custom.xml")
+	// -u with a kickstart after it is Oz's usage mistake; kiln says how.
+	if _, err := b.run(t, "oz-install", "-d3", "-u", ks, tdl); err == nil || !strings.Contains(err.Error(), "pass -a") {
+		t.Errorf("oz-install -u FILE.ks: %v", err)
+	}
+	if _, err := b.run(t, "oz-install", "-d3", "-u", "-a", ks, "-c", cfg, "-s", disk, "-x", xmlOut, tdl); err != nil {
+		t.Fatal(err)
+	}
+	checkScenario(t, disk)
+	m := readManifest(t, strings.TrimSuffix(disk, ".dsk")+".manifest.json")
+	if !hasPackage(m, "custom-package-1") {
+		t.Errorf("the manifest lacks custom-package-1: %+v", m.Packages)
+	}
+	x, err := os.ReadFile(xmlOut)
+	if err != nil || !strings.Contains(string(x), "<source file=\""+disk+"\">") || !strings.Contains(string(x), `type="raw"`) {
+		t.Errorf("libvirt XML: %v\n%s", err, x)
+	}
+	// The user's kickstart, without poweroff, is what the system keeps.
+	if got := debugfs(t, disk, "cat /root/original-ks.cfg"); strings.Contains(got, "poweroff") || !strings.Contains(got, "custom-package-1") {
+		t.Errorf("/root/original-ks.cfg:\n%s", got)
+	}
+}
+
+// TestBuildTDLOnly builds from a TDL alone: the base kickstart from the
+// TDL's install tree, with its repository, packages, files and commands.
+func TestBuildTDLOnly(t *testing.T) {
+	setup(t)
+	b := newBuildEnv(t)
+	tdl := filepath.Join(b.dir, "custom.tdl")
+	os.WriteFile(tdl, []byte(`<template>
+  <name>tdl-only</name>
+  <os>
+    <name>RHEL-9</name>
+    <version>9</version>
+    <arch>x86_64</arch>
+    <rootpw>tdl-secret</rootpw>
+    <install type='url'>
+      <url>`+b.mirror()+`/rocky/9/BaseOS/x86_64/os/</url>
+    </install>
+  </os>
+  <repositories>
+    <repository name='custom'>
+      <url>`+b.mirror()+`/custom-rpms/</url>
+    </repository>
+  </repositories>
+  <packages>
+    <package name='custom-package-1'/>
+  </packages>
+  <files>
+    <file name='/etc/tdl-file.conf'>from = tdl</file>
+  </files>
+  <commands>
+    <command name='marker'>echo commanded > /root/tdl-command</command>
+  </commands>
+</template>
+`), 0o644)
+	out := filepath.Join(b.dir, "tdl-only")
+	stderr, err := b.run(t, "build", "--tdl", tdl, "-o", out, "--format", "raw", "--accel", "tcg", "--memory", "1G", "--cpus", "1",
+		"--disk-size", "512M", "--cache-dir", b.cache, "--inactivity", "2m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(stderr, "tdl-secret") {
+		t.Errorf("the root password reached kiln's output")
+	}
+	for path, want := range map[string]string{
+		"/etc/tdl-file.conf":        "from = tdl",
+		"/root/tdl-command":         "commanded",
+		"/opt/custom/share/one.txt": "custom package one",
+		"/etc/custom/two.conf":      "two = 2",
+	} {
+		if got := debugfs(t, out+".raw", "cat "+path); !strings.Contains(got, want) {
+			t.Errorf("%s: %q, want %q", path, got, want)
+		}
+	}
+	if sh := debugfs(t, out+".raw", "cat /etc/shadow"); !strings.Contains(sh, "root:$6$") {
+		t.Errorf("the TDL's rootpw is not set:\n%s", sh)
+	}
+}
