@@ -52,7 +52,7 @@ lint: ## gofmt, go vet and staticcheck
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@2026.2.2 ./...
 
-demo: setup build ## check and render the built-in example
+demo: setup build ## the reference scenario end to end: check, then kiln build from a Rocky-like DVD
 	@scripts/demo.sh
 
 clean:

@@ -249,7 +249,7 @@ func TestBuildScenario(t *testing.T) {
 			result = true
 		}
 	}
-	if got := strings.Join(phases, ","); got != "validate,source,prepare,install,convert,manifest" || progress == 0 || !result {
+	if got := strings.Join(phases, ","); got != "validate,source,prepare,accel,install,convert,manifest" || progress == 0 || !result {
 		t.Errorf("events: phases %s, %d progress events, result %v\n%s", got, progress, result, stdout)
 	}
 	if o, err := exec.Command("qemu-img", "check", out+".qcow2").CombinedOutput(); err != nil {

@@ -143,7 +143,9 @@ func (b *builder) run(ctx context.Context) (*Manifest, error) {
 		m.Firmware = firmwareInfo("bios", "")
 	}
 
-	b.enter("install")
+	// KVM is tried with a probe guest first: on hosts where it hangs
+	// (nested virtualisation) the probe's timeout is the cost of asking.
+	b.enter("accel")
 	accel, err := qemu.ResolveAccel(ctx, o.Accel, &qemu.KVMProbe{})
 	if err != nil {
 		isoWG.Wait()
@@ -153,6 +155,7 @@ func (b *builder) run(ctx context.Context) (*Manifest, error) {
 		b.warn("KVM is not usable (" + accel.Reason + "); falling back to TCG, which is much slower")
 	}
 	m.Accel = accel
+	b.enter("install")
 	cfg, err := qemu.New(append(vmOpts, qemu.WithAccel(accel.Used))...)
 	if err != nil {
 		isoWG.Wait()

@@ -2,6 +2,7 @@ package build
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -78,9 +79,13 @@ func Plan(o Options) (*BuildPlan, error) {
 		opts = append(opts, qemu.WithKernel(filepath.Join(work, "vmlinuz"), filepath.Join(work, "initrd.img"),
 			fmt.Sprintf("inst.stage2=%s inst.repo=%s inst.ks=file:/ks.cfg inst.text console=ttyS0", tree, tree)))
 	}
+	relay := o.RelayExe
+	if relay == "" {
+		relay, _ = os.Executable()
+	}
 	opts = append(opts, qemu.WithMemory(o.MemoryMiB), qemu.WithCPUs(o.CPUs),
 		qemu.WithDisk(qemu.Disk{Path: filepath.Join(work, "disk.raw"), Format: "raw", Unsafe: true}),
-		qemu.WithUserNet(qemu.UserNet{Restrict: true}))
+		qemu.WithUserNet(qemu.UserNet{Restrict: true, GuestFwd: []qemu.GuestFwd{qemu.RelayFwd(guestHost+":PORT", "127.0.0.1:PORT", relay)}}))
 	if o.Firmware == "uefi" {
 		fw, err := qemu.FindOVMF(false)
 		if err != nil {
