@@ -8,7 +8,7 @@ FUZZTIME ?= 30s
 # Packages with fuzz targets, and the target in each.
 FUZZ := ./pkg/kickstart:FuzzParse ./pkg/tdl:FuzzParse ./pkg/initrd:FuzzReader ./ksserve:FuzzPaths ./iso:FuzzReader ./pkg/fat:FuzzReader ./integration/anaconda:FuzzParseLocation
 
-.PHONY: help setup bench-setup build fixtures test bench bench-proxy bench-iso bench-vm fuzz lint demo clean
+.PHONY: help setup bench-setup build fixtures test bench bench-proxy bench-iso bench-build bench-vm fuzz lint demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -38,6 +38,9 @@ bench-proxy: bench-setup ## the mirror proxy against nginx's proxy_cache and dir
 
 bench-iso: bench-setup ## kiln iso against cp and xorriso on a 2 GB DVD-like image (ext4, and XFS with reflinks as root)
 	$(GO) test -run '^$$' -bench Remaster -benchtime 1x -timeout 60m ./iso
+
+bench-build: bench-setup ## kiln build --boot direct against --boot iso and Debian's packer, on the DVD fixture
+	$(GO) test -run '^$$' -bench Build -benchtime 2x -timeout 60m ./integration
 
 bench-vm: bench-setup ## kiln's supervision overhead over a bare qemu-system-x86_64
 	$(GO) test -run '^$$' -bench Overhead -benchtime 5x ./qemu

@@ -100,7 +100,7 @@ var (
 )
 
 // kiln builds the kiln binary once per test run.
-func kiln(t *testing.T) string {
+func kiln(t testing.TB) string {
 	kilnOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "kiln-bin-")
 		if err != nil {
@@ -190,7 +190,7 @@ func (b *buildEnv) run(t *testing.T, args ...string) (string, error) {
 	return stdout.String(), nil
 }
 
-func readManifest(t *testing.T, p string) *build.Manifest {
+func readManifest(t testing.TB, p string) *build.Manifest {
 	b, err := os.ReadFile(p)
 	if err != nil {
 		t.Fatal(err)
@@ -416,5 +416,23 @@ func TestBuildTDLOnly(t *testing.T) {
 	}
 	if sh := debugfs(t, out+".raw", "cat /etc/shadow"); !strings.Contains(sh, "root:$6$") {
 		t.Errorf("the TDL's rootpw is not set:\n%s", sh)
+	}
+}
+
+// TestBuildISOBoot builds with --boot iso under UEFI: the VM boots a
+// remastered copy of the DVD with OVMF and GRUB, as a physical machine
+// would, instead of the ISO's kernel directly.
+func TestBuildISOBoot(t *testing.T) {
+	setup(t)
+	b := newBuildEnv(t)
+	ks := b.kickstart(t, nil)
+	out := filepath.Join(b.dir, "isoboot")
+	if _, err := b.run(t, "build", "--ks", ks, "--iso", fx.DVD, "-o", out, "--format", "raw", "--boot", "iso", "--firmware", "uefi",
+		"--accel", "tcg", "--memory", "1G", "--cpus", "1", "--disk-size", "512M", "--cache-dir", b.cache, "--inactivity", "2m"); err != nil {
+		t.Fatal(err)
+	}
+	checkScenario(t, out+".raw")
+	if m := readManifest(t, out+".manifest.json"); m.Firmware.Kind != "uefi" || m.Firmware.SHA256 == "" {
+		t.Errorf("manifest firmware: %+v", m.Firmware)
 	}
 }

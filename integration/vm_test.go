@@ -35,7 +35,7 @@ var (
 	mirrorDir string
 )
 
-func setup(t *testing.T) {
+func setup(t testing.TB) {
 	t.Helper()
 	for _, tool := range append([]string{"qemu-system-x86_64", "debugfs"}, fixtures.Tools...) {
 		testutil.RequireTool(t, tool)

@@ -1,0 +1,127 @@
+package integration
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// BenchmarkBuild times the reference scenario built from the DVD fixture
+// three ways in one run, and reports the ratios:
+//
+//   - kiln build --boot direct (the default): the ISO's kernel and initrd
+//     with -kernel, the kickstart appended to the initrd;
+//   - kiln build --boot iso: firmware and isolinux boot the remastered ISO;
+//   - Debian's packer (1.6.6, QEMU builder, headless, TCG, communicator
+//     none, its HTTP directory serving the kickstart, typed in at the
+//     isolinux menu), when installed (make bench-setup installs it).
+//
+// It also reports kiln's overhead (wall time less the VM's run, from the
+// manifest) for the direct build. Run with make bench-build.
+func BenchmarkBuild(b *testing.B) {
+	setup(b)
+	bin := kiln(b)
+	dir := b.TempDir()
+	// The mirror and file server on loopback: kiln reaches them as
+	// 127.0.0.1, packer's VM (unrestricted user network) as 10.0.2.2.
+	serveB := func(root string) int {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		go http.Serve(l, http.FileServer(http.Dir(root)))
+		return l.Addr().(*net.TCPAddr).Port
+	}
+	files := filepath.Join(dir, "files")
+	os.MkdirAll(filepath.Join(files, "configs"), 0o755)
+	os.MkdirAll(filepath.Join(files, "scripts"), 0o755)
+	os.WriteFile(filepath.Join(files, "configs/app.conf"), []byte(appConf), 0o644)
+	os.WriteFile(filepath.Join(files, "scripts/setup.sh"), []byte(setupSh), 0o644)
+	mp, fp := serveB(mirrorDir), serveB(files)
+	tmpl, err := os.ReadFile("testdata/my-rocky9.ks")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ks := func(host string) string {
+		return strings.NewReplacer("MIRROR", fmt.Sprintf("http://%s:%d", host, mp), "FILES", fmt.Sprintf("http://%s:%d", host, fp)).Replace(string(tmpl))
+	}
+	kilnKS := filepath.Join(dir, "kiln.ks")
+	os.WriteFile(kilnKS, []byte(ks("127.0.0.1")), 0o644)
+	httpDir := filepath.Join(dir, "http")
+	os.MkdirAll(httpDir, 0o755)
+	os.WriteFile(filepath.Join(httpDir, "ks.cfg"), []byte(ks("10.0.2.2")), 0o644)
+	cache := filepath.Join(dir, "cache")
+
+	kilnBuild := func(i int, boot string) (time.Duration, float64) {
+		out := filepath.Join(dir, fmt.Sprintf("%s-%d", boot, i))
+		start := time.Now()
+		cmd := exec.Command(bin, "build", "--ks", kilnKS, "--iso", fx.DVD, "-o", out, "--format", "qcow2", "--boot", boot,
+			"--accel", "tcg", "--memory", "1G", "--cpus", "1", "--disk-size", "1G", "--cache-dir", cache)
+		if o, err := cmd.CombinedOutput(); err != nil {
+			b.Fatalf("kiln build --boot %s: %v\n%s", boot, err, o)
+		}
+		d := time.Since(start)
+		m := readManifest(b, out+".manifest.json")
+		return d, m.OverheadSeconds
+	}
+	packer, _ := exec.LookPath("packer")
+	packerBuild := func(i int) time.Duration {
+		out := filepath.Join(dir, fmt.Sprintf("packer-%d", i))
+		tpl := map[string]any{"builders": []map[string]any{{
+			"type": "qemu", "iso_url": "file://" + fx.DVD, "iso_checksum": "none", "output_directory": out,
+			"vm_name": "rocky9.qcow2", "format": "qcow2", "disk_size": "1024M", "disk_interface": "virtio", "net_device": "virtio-net",
+			"accelerator": "tcg", "headless": true, "memory": 1024, "cpus": 1, "communicator": "none",
+			"http_directory": httpDir, "http_bind_address": "127.0.0.1", "vnc_bind_address": "127.0.0.1",
+			"boot_wait": "3s", "boot_command": []string{"<tab> inst.ks=http://{{ .HTTPIP }}:{{ .HTTPPort }}/ks.cfg<enter>"},
+			"shutdown_timeout": "10m",
+		}}}
+		js, _ := json.Marshal(tpl)
+		p := filepath.Join(dir, fmt.Sprintf("packer-%d.json", i))
+		os.WriteFile(p, js, 0o644)
+		start := time.Now()
+		cmd := exec.Command(packer, "build", "-color=false", p)
+		cmd.Env = append(os.Environ(), "PACKER_CACHE_DIR="+filepath.Join(dir, "packer-cache"), "CHECKPOINT_DISABLE=1")
+		if o, err := cmd.CombinedOutput(); err != nil {
+			b.Fatalf("packer build: %v\n%s", err, o)
+		}
+		return time.Since(start)
+	}
+	// One build warms the mirror cache, as a user's second build is.
+	kilnBuild(-1, "direct")
+	var direct, viaISO, viaPacker time.Duration
+	var overhead float64
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		d, o := kilnBuild(i, "direct")
+		direct += d
+		overhead += o
+		d, _ = kilnBuild(i, "iso")
+		viaISO += d
+		if packer != "" {
+			viaPacker += packerBuild(i)
+		}
+	}
+	b.StopTimer()
+	n := float64(b.N)
+	b.ReportMetric(direct.Seconds()/n, "direct-s")
+	b.ReportMetric(viaISO.Seconds()/n, "iso-s")
+	b.ReportMetric(overhead/n, "overhead-s")
+	b.ReportMetric((viaISO-direct).Seconds()/n, "direct-saves-s")
+	fmt.Printf("kiln build --boot direct %.1fs, --boot iso %.1fs: direct boot saves %.1fs (%.2fx); kiln's own overhead %.2fs\n",
+		direct.Seconds()/n, viaISO.Seconds()/n, (viaISO-direct).Seconds()/n, viaISO.Seconds()/direct.Seconds(), overhead/n)
+	if packer != "" {
+		b.ReportMetric(viaPacker.Seconds()/n, "packer-s")
+		b.ReportMetric(viaPacker.Seconds()/direct.Seconds(), "packer/kiln")
+		fmt.Printf("packer %.1fs: packer/kiln-direct %.2fx, packer/kiln-iso %.2fx\n",
+			viaPacker.Seconds()/n, viaPacker.Seconds()/direct.Seconds(), viaPacker.Seconds()/viaISO.Seconds())
+	} else {
+		fmt.Println("packer is not installed (make bench-setup installs it): no packer ratio")
+	}
+}
