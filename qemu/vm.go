@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kiln-build/kiln/internal/fileutil"
+
 	"github.com/kiln-build/kiln/qemu/qmp"
 )
 
@@ -245,7 +247,7 @@ func (s *supervisor) fail(o Outcome, detail string) (*Result, error) {
 
 func (s *supervisor) supervise(ctx context.Context, argv []string) (*Result, error) {
 	if s.cfg.Firmware.Kind == UEFI {
-		if err := copyFile(s.cfg.Firmware.Vars, s.cfg.VarsPath()); err != nil {
+		if err := fileutil.Copy(s.cfg.Firmware.Vars, s.cfg.VarsPath(), os.O_EXCL, 0o600); err != nil {
 			return nil, fmt.Errorf("qemu: copying the UEFI variable store: %w", err)
 		}
 	}
@@ -640,23 +642,6 @@ func closeAll(lns map[string]net.Listener) {
 	for _, l := range lns {
 		l.Close()
 	}
-}
-
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }
 
 // tailBuffer keeps the last max bytes written to it.

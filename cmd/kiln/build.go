@@ -178,11 +178,7 @@ func doBuild(ctx context.Context, e *env, o build.Options) error {
 	m, err := build.Run(ctx, o)
 	p.finish()
 	if err != nil {
-		var ie *build.InputError
-		if errors.As(err, &ie) {
-			return &invalidError{err: err}
-		}
-		return err
+		return buildError(err)
 	}
 	if e.json {
 		return nil // the result event said it
@@ -259,11 +255,7 @@ func (p *progress) finish() { p.clear() }
 func dryRunBuild(e *env, o build.Options) error {
 	plan, err := build.Plan(o)
 	if err != nil {
-		var ie *build.InputError
-		if errors.As(err, &ie) {
-			return &invalidError{err: err}
-		}
-		return err
+		return buildError(err)
 	}
 	if e.json {
 		return writeJSON(e.stdout, map[string]any{"event": "plan", "plan": plan})
@@ -274,4 +266,13 @@ func dryRunBuild(e *env, o build.Options) error {
 	}
 	fmt.Fprintf(e.stdout, "mirrors:  %s\nqemu:     %s\n", strings.Join(plan.Mirrors, ", "), qemu.ShellQuote(plan.Cmdline))
 	return nil
+}
+
+// buildError gives a build's input errors exit code 3.
+func buildError(err error) error {
+	var ie *build.InputError
+	if errors.As(err, &ie) {
+		return &invalidError{err: err}
+	}
+	return err
 }

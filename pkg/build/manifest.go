@@ -12,6 +12,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/kiln-build/kiln/internal/fileutil"
+
 	"github.com/kiln-build/kiln/iso"
 	"github.com/kiln-build/kiln/ksserve"
 	"github.com/kiln-build/kiln/qemu"
@@ -88,7 +90,7 @@ func (b *builder) input(role, p string) File {
 	if st, err := os.Stat(p); err == nil {
 		f.Size = st.Size()
 	}
-	f.SHA256, _ = fileSHA256(p)
+	f.SHA256, _ = fileutil.SHA256(p)
 	return f
 }
 
@@ -119,7 +121,7 @@ func firmwareInfo(kind, code string) Firmware {
 	}
 	f := Firmware{Kind: kind, Path: code}
 	if code != "" {
-		f.SHA256, _ = fileSHA256(code)
+		f.SHA256, _ = fileutil.SHA256(code)
 	}
 	return f
 }

@@ -18,6 +18,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kiln-build/kiln/internal/fileutil"
+
 	"github.com/kiln-build/kiln/iso"
 	"github.com/kiln-build/kiln/ksserve"
 	"github.com/kiln-build/kiln/pkg/initrd"
@@ -564,7 +566,7 @@ func hashAsync(role, src, path string) *hashing {
 			return
 		}
 		h.f.Size = st.Size()
-		h.f.SHA256, h.err = fileSHA256(src)
+		h.f.SHA256, h.err = fileutil.SHA256(src)
 	}()
 	return h
 }

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/kiln-build/kiln/internal/fileutil"
+
 	"github.com/kiln-build/kiln/iso"
 )
 
@@ -116,7 +118,7 @@ func download(ctx context.Context, client *http.Client, rawURL, dir, want string
 		if want == "" {
 			return final, nil
 		}
-		if got, err := fileSHA256(final); err == nil && got == want {
+		if got, err := fileutil.SHA256(final); err == nil && got == want {
 			return final, nil
 		}
 		os.Remove(final)
@@ -179,7 +181,7 @@ func download(ctx context.Context, client *http.Client, rawURL, dir, want string
 		return "", err
 	}
 	if want != "" {
-		got, err := fileSHA256(part)
+		got, err := fileutil.SHA256(part)
 		if err != nil {
 			return "", err
 		}
@@ -238,19 +240,6 @@ func checksumFor(ctx context.Context, client *http.Client, listURL, name string)
 		}
 	}
 	return "", fmt.Errorf("the checksum file %s lists no sha256 for %s", listURL, name)
-}
-
-func fileSHA256(p string) (string, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 var errNoReport = errors.New("the installer powered off without running kiln's final %post, so the install did not complete")
