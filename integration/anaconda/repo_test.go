@@ -41,7 +41,7 @@ func TestResolveAndInstall(t *testing.T) {
 	for _, p := range pkgs {
 		names = append(names, p.Name)
 	}
-	want := "bash,curl,custom-package-1,custom-package-2,filesystem,httpd,nginx,shadow-utils,systemd,vim-minimal"
+	want := "bash,curl,custom-package-1,custom-package-2,filesystem,httpd,nginx,rpm,shadow-utils,systemd,vim-minimal"
 	if got := strings.Join(names, ","); got != want {
 		t.Errorf("resolved %s, want %s", got, want)
 	}
