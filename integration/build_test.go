@@ -5,12 +5,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -185,7 +187,7 @@ func (b *buildEnv) run(t *testing.T, args ...string) (string, error) {
 	err := cmd.Run()
 	t.Logf("kiln %s: %v in %v\n%s", strings.Join(args, " "), err, time.Since(start).Round(time.Millisecond), stderr.String())
 	if err != nil {
-		return stdout.String(), fmt.Errorf("kiln %s: %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), err, stdout.String(), stderr.String())
+		return stdout.String(), fmt.Errorf("kiln %s: %w\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), err, stdout.String(), stderr.String())
 	}
 	return stdout.String(), nil
 }
@@ -434,5 +436,48 @@ func TestBuildISOBoot(t *testing.T) {
 	checkScenario(t, out+".raw")
 	if m := readManifest(t, out+".manifest.json"); m.Firmware.Kind != "uefi" || m.Firmware.SHA256 == "" {
 		t.Errorf("manifest firmware: %+v", m.Firmware)
+	}
+}
+
+// TestBuildFails checks a build whose install fails: kiln exits 1 within
+// seconds of the installer's error line, quotes the installer's last
+// lines, keeps the logs and says how to reproduce the VM, and writes no
+// output at all.
+func TestBuildFails(t *testing.T) {
+	setup(t)
+	b := newBuildEnv(t)
+	ks := b.kickstart(t, func(s string) string { return strings.Replace(s, "custom-package-2\n", "custom-package-2\nno-such-package\n", 1) })
+	out := filepath.Join(b.dir, "broken")
+	_, err := b.run(t, "build", "--ks", ks, "--iso", fx.DVD, "-o", out, "--format", "qcow2,raw", "--iso-out", out+"-install.iso",
+		"--accel", "tcg", "--memory", "1G", "--cpus", "1", "--disk-size", "512M", "--cache-dir", b.cache, "--inactivity", "2m")
+	if err == nil {
+		t.Fatal("a build with a missing package succeeded")
+	}
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Errorf("exit: %v, want 1", err)
+	}
+	msg := err.Error()
+	for _, want := range []string{"vm installer-error", "Missed: NoSuchPackage: no-such-package", "the installer's last lines:", "installer log: ", "reproduce with: "} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("the failure lacks %q:\n%s", want, msg)
+		}
+	}
+	log := regexp.MustCompile(`installer log: (\S+)`).FindStringSubmatch(msg)
+	if log == nil {
+		t.Fatal("no installer log path")
+	}
+	if _, err := os.Stat(log[1]); err != nil {
+		t.Errorf("the installer log is gone: %v", err)
+	}
+	for _, p := range []string{out + ".qcow2", out + ".raw", out + ".manifest.json", out + ".icicle.xml", out + "-install.iso"} {
+		if _, err := os.Stat(p); err == nil {
+			t.Errorf("a failed build left %s", p)
+		}
+	}
+	leftovers, _ := filepath.Glob(filepath.Join(b.dir, ".*kiln-tmp"))
+	disks, _ := filepath.Glob(filepath.Join(b.dir, ".kiln-build-*", "disk.raw"))
+	if len(leftovers)+len(disks) != 0 {
+		t.Errorf("a failed build left %v %v", leftovers, disks)
 	}
 }

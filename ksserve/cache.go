@@ -3,6 +3,7 @@ package ksserve
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -15,14 +16,17 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Cache is the on-disk mirror cache, shared by every build on the host.
 // Objects are files under dir/objects, each with a JSON metadata file
 // beside it.
 type Cache struct {
-	dir    string
-	client *http.Client
+	dir      string
+	client   *http.Client
+	lockFile *os.File // objects' cross-process locks (lockObject)
 
 	// downloads counts running downloads; a client can have every byte
 	// before the download has published its entry.
@@ -30,6 +34,7 @@ type Cache struct {
 
 	mu          sync.Mutex
 	inflight    map[string]*fetch
+	locking     map[string]chan struct{} // misses taking an object's lock, closed when done
 	verified    map[string]verifiedStamp // objects whose sha256 was checked by this process
 	metas       map[string]*entryMeta    // their metadata, so a hit reads no JSON
 	packs       map[string]*pack         // pack files known, by path
@@ -63,11 +68,18 @@ func OpenCache(dir string, client *http.Client) (*Cache, error) {
 	if err := os.MkdirAll(filepath.Join(dir, "objects"), 0o755); err != nil {
 		return nil, fmt.Errorf("opening cache %s: %w", dir, err)
 	}
-	if err := os.MkdirAll(filepath.Join(dir, "tmp"), 0o755); err != nil {
+	for _, d := range []string{"tmp"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			return nil, fmt.Errorf("opening cache %s: %w", dir, err)
+		}
+	}
+	c := &Cache{dir: dir, client: client, inflight: map[string]*fetch{}, locking: map[string]chan struct{}{}, verified: map[string]verifiedStamp{},
+		metas: map[string]*entryMeta{}, packs: map[string]*pack{}, index: map[string]*packEntry{}, Retries: 2}
+	lf, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
 		return nil, fmt.Errorf("opening cache %s: %w", dir, err)
 	}
-	c := &Cache{dir: dir, client: client, inflight: map[string]*fetch{}, verified: map[string]verifiedStamp{},
-		metas: map[string]*entryMeta{}, packs: map[string]*pack{}, index: map[string]*packEntry{}, Retries: 2}
+	c.lockFile = lf
 	c.mu.Lock()
 	c.loadPacks()
 	c.mu.Unlock()
@@ -196,6 +208,7 @@ type fetch struct {
 	readers int
 	hit     bool   // the upstream said 304: the cached copy is current
 	sum     string // the content's sha256, once complete
+	unlock  func() // releases the object's lock, held until the fetch ends
 }
 
 // sha256 returns the content's checksum once the download is complete.
@@ -212,6 +225,98 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b 
 
 // errNotModified ends a revalidation whose cached copy is still current.
 var errNotModified = errors.New("not modified")
+
+// startMiss is start for an object the cache does not have. Other kiln
+// processes share the cache, so the object is locked while it is fetched:
+// a second process waits for the first to publish it and then serves it
+// from the cache (m and o, with a nil fetch) instead of fetching it again.
+// Within this process, requests join the running fetch as start does.
+func (c *Cache) startMiss(key, url, want string) (f *fetch, m *entryMeta, o object, err error) {
+	c.mu.Lock()
+	for {
+		if f := c.inflight[key]; f != nil {
+			f.mu.Lock()
+			f.readers++
+			f.mu.Unlock()
+			c.mu.Unlock()
+			return f, nil, nil, nil
+		}
+		// A request of this process is taking the lock: wait for it to
+		// start the fetch (or find the object), never behind the file
+		// lock, which this process's own fetch may need the waiter for.
+		ch := c.locking[key]
+		if ch == nil {
+			break
+		}
+		c.mu.Unlock()
+		<-ch
+		c.mu.Lock()
+	}
+	ch := make(chan struct{})
+	c.locking[key] = ch
+	c.mu.Unlock()
+	done := func() {
+		c.mu.Lock()
+		delete(c.locking, key)
+		c.mu.Unlock()
+		close(ch)
+	}
+	unlock, contended, err := c.lockObject(key)
+	if err != nil {
+		done()
+		return nil, nil, nil, err
+	}
+	if contended {
+		// Another process fetched it while this one waited: read the
+		// pack indexes it may have added to.
+		c.mu.Lock()
+		c.loadPacks()
+		c.mu.Unlock()
+	}
+	if m, o, err := c.lookup(key); err == nil {
+		unlock()
+		done()
+		return nil, m, o, nil
+	}
+	f = c.start(key, url, want, nil)
+	f.mu.Lock()
+	f.unlock = unlock
+	f.mu.Unlock()
+	done()
+	return f, nil, nil, nil
+}
+
+// lockObject takes the cache-wide lock of one object: a one-byte OFD
+// record lock in the cache's lock file at an offset from the key's hash,
+// so objects lock independently and no file is made per object. OFD
+// locks conflict between processes (each opens the file itself) but not
+// within this one, whose requests startMiss coordinates. contended says
+// it had to wait.
+func (c *Cache) lockObject(key string) (unlock func(), contended bool, err error) {
+	h := sha256.Sum256([]byte(key))
+	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: io.SeekStart, Start: int64(binary.BigEndian.Uint64(h[:8]) >> 2), Len: 1}
+	fd := int(c.lockFile.Fd())
+	if err := unix.FcntlFlock(uintptr(fd), unix.F_OFD_SETLK, &lk); err != nil {
+		if !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EACCES) {
+			return nil, false, fmt.Errorf("cache: locking %s: %w", key, err)
+		}
+		contended = true
+		for {
+			err := unix.FcntlFlock(uintptr(fd), unix.F_OFD_SETLKW, &lk)
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, unix.EINTR) {
+				return nil, false, fmt.Errorf("cache: locking %s: %w", key, err)
+			}
+		}
+	}
+	return func() {
+		ul := lk
+		ul.Type = unix.F_UNLCK
+		unix.FcntlFlock(uintptr(fd), unix.F_OFD_SETLK, &ul)
+	}, contended, nil
+}
 
 // start returns the fetch for key, starting one when none is running.
 // prev, when set, is the cached entry to revalidate against.
@@ -241,6 +346,13 @@ func (c *Cache) run(f *fetch, prev *entryMeta) {
 	c.mu.Lock()
 	delete(c.inflight, f.key)
 	c.mu.Unlock()
+	// Published (or failed): other processes may look now.
+	f.mu.Lock()
+	if f.unlock != nil {
+		f.unlock()
+		f.unlock = nil
+	}
+	f.mu.Unlock()
 	f.mu.Lock()
 	f.done, f.err = true, err
 	f.cond.Broadcast()

@@ -35,5 +35,9 @@
 // and are stored by content, so identical files from two repos are kept
 // once. Writes go to a temporary file that is checked and renamed; a
 // concurrent request for an object being fetched joins that one fetch and
-// is streamed the bytes as they arrive.
+// is streamed the bytes as they arrive. The cache is shared by every kiln on
+// the host: a process that misses an object takes the object's lock (a
+// one-byte OFD record lock in the cache's lock file, at an offset from the
+// object's key), so a second process missing it at the same moment waits
+// and then serves the first one's copy instead of fetching it again.
 package ksserve

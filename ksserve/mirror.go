@@ -95,7 +95,23 @@ func (s *Server) serveMirror(w http.ResponseWriter, r *http.Request, name, escap
 		s.headUpstream(w, r, target)
 		return
 	}
-	fe := s.cfg.Cache.start(key, target, want, meta)
+	var fe *fetch
+	if f == nil {
+		var m2 *entryMeta
+		var f2 object
+		if fe, m2, f2, err = s.cfg.Cache.startMiss(key, target, want); err != nil {
+			s.fetchFailed(w, name, rel, err)
+			return
+		}
+		if fe == nil {
+			// Another kiln fetched it while this one waited.
+			defer f2.Close()
+			s.serveCached(w, r, name, rel, target, key, k, m2, f2)
+			return
+		}
+	} else {
+		fe = s.cfg.Cache.start(key, target, want, meta)
+	}
 	defer fe.release()
 	select {
 	case <-fe.ready:

@@ -261,10 +261,14 @@ func removePack(p string) error {
 	return os.Remove(p)
 }
 
-// Close closes the pack files. The cache must not be used after.
+// Close closes the pack files and the lock file. The cache must not be
+// used after.
 func (c *Cache) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.lockFile != nil {
+		c.lockFile.Close()
+	}
 	for _, p := range c.packs {
 		p.f.Close()
 		if p.idx != nil {

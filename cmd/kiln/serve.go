@@ -73,6 +73,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	defer srvCache.Close()
 	srv, err := ksserve.New(ksserve.Config{Mirrors: ups, FilesDir: *files, Cache: srvCache, Offline: *offline, Log: e.log})
 	if err != nil {
 		return usagef("serve: %v", err)

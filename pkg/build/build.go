@@ -209,12 +209,20 @@ func Run(ctx context.Context, o Options) (*Manifest, error) {
 		return nil, fmt.Errorf("making the work directory in %s: %w", dir, err)
 	}
 	b.work = work
-	defer func() {
-		if !o.Keep {
-			os.RemoveAll(work)
-		}
-	}()
 	m, err := b.run(ctx)
+	switch {
+	case err == nil && !o.Keep:
+		os.RemoveAll(work)
+	case err != nil:
+		// The logs, screendump and served kickstart stay for the user;
+		// the disk and the boot files, which can be large, go.
+		for _, f := range []string{"disk.raw", "boot.iso", "initrd.img", "initrd.orig", "vmlinuz"} {
+			os.Remove(filepath.Join(work, f))
+		}
+		if entries, _ := os.ReadDir(work); len(entries) == 0 {
+			os.Remove(work)
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -401,11 +409,32 @@ func publish(tmp, dst string) error {
 	return nil
 }
 
-// errVM wraps a failed install with what to look at.
+// errVM wraps a failed install with the end of the installer's log,
+// then what to look at and how to reproduce it.
 func errVM(err error) error {
 	var ve *qemu.Error
-	if errors.As(err, &ve) {
-		return fmt.Errorf("the install failed: %w", err)
+	if !errors.As(err, &ve) {
+		return err
 	}
-	return err
+	excerpt := tailLines(ve.Result.AnacondaLog, 12)
+	if excerpt == "" {
+		excerpt = tailLines(ve.Result.SerialLog, 12)
+	}
+	if excerpt != "" {
+		return fmt.Errorf("the install failed: %w\nthe installer's last lines:\n%s", err, excerpt)
+	}
+	return fmt.Errorf("the install failed: %w", err)
+}
+
+// tailLines is the last n lines of a log file, indented.
+func tailLines(p string, n int) string {
+	b, err := os.ReadFile(p)
+	if err != nil || len(b) == 0 {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return "  " + strings.Join(lines, "\n  ")
 }

@@ -63,6 +63,7 @@ func (b *builder) run(ctx context.Context) (*Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer cache.Close()
 	upstreams := b.upstreams()
 	srv, err := ksserve.New(ksserve.Config{Mirrors: upstreams, FilesDir: o.FilesDir, Cache: cache, Offline: o.Offline, Log: b.log, Reports: true})
 	if err != nil {
