@@ -446,7 +446,9 @@ func TestBuildISOBoot(t *testing.T) {
 func TestBuildFails(t *testing.T) {
 	setup(t)
 	b := newBuildEnv(t)
-	ks := b.kickstart(t, func(s string) string { return strings.Replace(s, "custom-package-2\n", "custom-package-2\nno-such-package\n", 1) })
+	ks := b.kickstart(t, func(s string) string {
+		return strings.Replace(s, "custom-package-2\n", "custom-package-2\nno-such-package\n", 1)
+	})
 	out := filepath.Join(b.dir, "broken")
 	_, err := b.run(t, "build", "--ks", ks, "--iso", fx.DVD, "-o", out, "--format", "qcow2,raw", "--iso-out", out+"-install.iso",
 		"--accel", "tcg", "--memory", "1G", "--cpus", "1", "--disk-size", "512M", "--cache-dir", b.cache, "--inactivity", "2m")
