@@ -17,8 +17,9 @@ const serveUsage = `Usage:
 
 Serves a kickstart, a caching proxy of each mirror it uses, and a directory
 of files, for PXE and physical installs. The kickstart's url and repo
-lines (and any --mirror URL named in its scripts) are rewritten to point
-at the proxy; the installed system gets the original URLs back. Everything
+lines, the servers its scripts fetch from, and any --mirror URL named in
+it are rewritten to point at the proxy; the installed system gets the
+original URLs back. Everything
 is served under a random token in the path, and only on loopback unless
 --listen says otherwise. It prints the inst.ks= to boot with, and stops
 cleanly on Ctrl-C or SIGTERM.
