@@ -483,3 +483,46 @@ func TestBuildFails(t *testing.T) {
 		t.Errorf("a failed build left %v %v", leftovers, disks)
 	}
 }
+
+// TestParallelBuilds runs two builds of the same kickstart at once on one
+// cache: they must not collide on ports, sockets, work files or cache
+// entries, and between them must fetch each object from the mirror once,
+// as many bytes as one build alone on a cold cache fetches.
+func TestParallelBuilds(t *testing.T) {
+	setup(t)
+	b := newBuildEnv(t)
+	ks := b.kickstart(t, nil)
+	buildOnce := func(out, cache string) *build.Manifest {
+		if _, err := b.run(t, "build", "--ks", ks, "--iso", fx.DVD, "-o", out, "--format", "qcow2", "--accel", "tcg", "--memory", "1G",
+			"--cpus", "1", "--disk-size", "512M", "--cache-dir", cache, "--inactivity", "3m"); err != nil {
+			t.Error(err)
+			return nil
+		}
+		return readManifest(t, out+".manifest.json")
+	}
+	var wg sync.WaitGroup
+	ms := make([]*build.Manifest, 2)
+	for i := range ms {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ms[i] = buildOnce(filepath.Join(b.dir, fmt.Sprintf("parallel-%d", i)), b.cache)
+		}()
+	}
+	wg.Wait()
+	if ms[0] == nil || ms[1] == nil {
+		t.FailNow()
+	}
+	alone := buildOnce(filepath.Join(b.dir, "alone"), filepath.Join(b.dir, "cache-alone"))
+	if alone == nil {
+		t.FailNow()
+	}
+	if got := ms[0].UpstreamBytes + ms[1].UpstreamBytes; got != alone.UpstreamBytes {
+		t.Errorf("two parallel builds fetched %d+%d bytes from the mirror; one build fetches %d", ms[0].UpstreamBytes, ms[1].UpstreamBytes, alone.UpstreamBytes)
+	}
+	for i, m := range ms {
+		if !hasPackage(m, "custom-package-1") {
+			t.Errorf("build %d: the manifest lacks custom-package-1", i)
+		}
+	}
+}

@@ -261,19 +261,22 @@ func (c *Cache) startMiss(key, url, want string) (f *fetch, m *entryMeta, o obje
 		c.mu.Unlock()
 		close(ch)
 	}
-	unlock, contended, err := c.lockObject(key)
+	unlock, err := c.lockObject(key)
 	if err != nil {
 		done()
 		return nil, nil, nil, err
 	}
-	if contended {
-		// Another process fetched it while this one waited: read the
-		// pack indexes it may have added to.
+	m, o, err = c.lookup(key)
+	if err != nil {
+		// Another process may have packed it since this one read the
+		// pack indexes (the lock says it is not fetching it now): read
+		// what they added, and look again.
 		c.mu.Lock()
 		c.loadPacks()
 		c.mu.Unlock()
+		m, o, err = c.lookup(key)
 	}
-	if m, o, err := c.lookup(key); err == nil {
+	if err == nil {
 		unlock()
 		done()
 		return nil, m, o, nil
@@ -290,24 +293,22 @@ func (c *Cache) startMiss(key, url, want string) (f *fetch, m *entryMeta, o obje
 // record lock in the cache's lock file at an offset from the key's hash,
 // so objects lock independently and no file is made per object. OFD
 // locks conflict between processes (each opens the file itself) but not
-// within this one, whose requests startMiss coordinates. contended says
-// it had to wait.
-func (c *Cache) lockObject(key string) (unlock func(), contended bool, err error) {
+// within this one, whose requests startMiss coordinates.
+func (c *Cache) lockObject(key string) (unlock func(), err error) {
 	h := sha256.Sum256([]byte(key))
 	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: io.SeekStart, Start: int64(binary.BigEndian.Uint64(h[:8]) >> 2), Len: 1}
 	fd := int(c.lockFile.Fd())
 	if err := unix.FcntlFlock(uintptr(fd), unix.F_OFD_SETLK, &lk); err != nil {
 		if !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EACCES) {
-			return nil, false, fmt.Errorf("cache: locking %s: %w", key, err)
+			return nil, fmt.Errorf("cache: locking %s: %w", key, err)
 		}
-		contended = true
 		for {
 			err := unix.FcntlFlock(uintptr(fd), unix.F_OFD_SETLKW, &lk)
 			if err == nil {
 				break
 			}
 			if !errors.Is(err, unix.EINTR) {
-				return nil, false, fmt.Errorf("cache: locking %s: %w", key, err)
+				return nil, fmt.Errorf("cache: locking %s: %w", key, err)
 			}
 		}
 	}
@@ -315,7 +316,7 @@ func (c *Cache) lockObject(key string) (unlock func(), contended bool, err error
 		ul := lk
 		ul.Type = unix.F_UNLCK
 		unix.FcntlFlock(uintptr(fd), unix.F_OFD_SETLK, &ul)
-	}, contended, nil
+	}, nil
 }
 
 // start returns the fetch for key, starting one when none is running.
