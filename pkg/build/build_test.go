@@ -180,3 +180,19 @@ func TestServeKickstart(t *testing.T) {
 		t.Errorf("the served kickstart does not parse: %v", ks.Err())
 	}
 }
+
+// FuzzPackages feeds the package report parser anything the guest could
+// POST: it never panics, and every package it returns has all five fields
+// from one line of the input.
+func FuzzPackages(f *testing.F) {
+	f.Add([]byte("bash\t0\t5.1.8\t9.el9\tx86_64\n"))
+	f.Add([]byte("a\tb\n\t\t\t\t\n\x00\t1\t2\t3\t4"))
+	f.Fuzz(func(t *testing.T, report []byte) {
+		for _, p := range packages(report, ksserve.Stats{}, "") {
+			line := strings.Join([]string{p.Name, p.Epoch, p.Version, p.Release, p.Arch}, "\t")
+			if p.Name == "" || !bytes.Contains(report, []byte(strings.TrimSpace(line))) {
+				t.Fatalf("package %+v is not a line of the report", p)
+			}
+		}
+	})
+}
