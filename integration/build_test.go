@@ -365,7 +365,8 @@ func TestOzInstall(t *testing.T) {
 }
 
 // TestBuildTDLOnly builds from a TDL alone: the base kickstart from the
-// TDL's install tree, with its repository, packages, files and commands.
+// TDL's install tree, with its repository, packages, files and commands,
+// one of which fetches from --files through @KILN_FILES@.
 func TestBuildTDLOnly(t *testing.T) {
 	setup(t)
 	b := newBuildEnv(t)
@@ -394,12 +395,13 @@ func TestBuildTDLOnly(t *testing.T) {
   </files>
   <commands>
     <command name='marker'>echo commanded > /root/tdl-command</command>
+    <command name='files'>curl -o /root/from-files.conf @KILN_FILES@/configs/app.conf</command>
   </commands>
 </template>
 `), 0o644)
 	out := filepath.Join(b.dir, "tdl-only")
 	stderr, err := b.run(t, "build", "--tdl", tdl, "-o", out, "--format", "raw", "--accel", "tcg", "--memory", "1G", "--cpus", "1",
-		"--disk-size", "512M", "--cache-dir", b.cache, "--inactivity", "2m")
+		"--disk-size", "512M", "--cache-dir", b.cache, "--inactivity", "2m", "--files", b.filesDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -409,6 +411,7 @@ func TestBuildTDLOnly(t *testing.T) {
 	for path, want := range map[string]string{
 		"/etc/tdl-file.conf":        "from = tdl",
 		"/root/tdl-command":         "commanded",
+		"/root/from-files.conf":     appConf,
 		"/opt/custom/share/one.txt": "custom package one",
 		"/etc/custom/two.conf":      "two = 2",
 	} {

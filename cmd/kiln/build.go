@@ -73,7 +73,7 @@ func runBuild(ctx context.Context, e *env, args []string) error {
 	fs.StringVar(&f.boot, "boot", "direct", "direct (-kernel with the ISO's kernel and initrd) or iso (the remastered ISO, by firmware)")
 	fs.StringVar(&f.isoOut, "iso-out", "", "also write the install ISO for physical machines here")
 	fs.StringArrayVar(&f.mirrors, "mirror", nil, "proxy another upstream: NAME=URL (repeatable)")
-	fs.StringVar(&f.files, "files", "", "serve this directory to %post")
+	fs.StringVar(&f.files, "files", "", "serve this directory to %post, at the URL kiln puts in place of @KILN_FILES@ in the kickstart's scripts")
 	fs.StringVar(&f.cacheDir, "cache-dir", "", "mirror and ISO cache (default ~/.cache/kiln/mirror)")
 	fs.StringVar(&f.ca, "ca", "", "PEM CA bundle for HTTPS mirrors")
 	fs.BoolVar(&f.offline, "offline", false, "serve the mirrors from the cache alone")
@@ -81,7 +81,7 @@ func runBuild(ctx context.Context, e *env, args []string) error {
 	fs.DurationVar(&f.inactivity, "inactivity", 5*time.Minute, "give up when neither the disk nor the network moved for this long")
 	fs.BoolVar(&f.keep, "keep", false, "keep the work directory (logs, disk) after success")
 	fs.BoolVar(&f.force, "force", false, "replace existing outputs")
-	fs.BoolVar(&f.dryRun, "dry-run", false, "check the inputs and print the plan, the served kickstart's edits and the QEMU command line; boot nothing")
+	fs.BoolVar(&f.dryRun, "dry-run", false, "check the inputs and print the plan, its notices and the QEMU command line; boot nothing")
 	fs.StringVar(&f.version, "version", "", "kickstart syntax version (default: the file's #version=, else RHEL9)")
 	if err := parseFlags(fs, args); err != nil {
 		return err

@@ -147,22 +147,23 @@ func TestEscapeLabel(t *testing.T) {
 // restored on the installed system, and the package report last. The
 // user's own parsed kickstart is what --iso-out gets, untouched.
 func TestServeKickstart(t *testing.T) {
-	orig := []byte("text\nurl --url=http://mirror.example/os/\nrootpw --plaintext s3cret\nautopart\nreboot\n%post\ncurl -o /etc/a http://files.example/a\n%end\n")
+	orig := []byte("text\nurl --url=http://mirror.example/os/\nrootpw --plaintext s3cret\nautopart\nreboot\n%post\ncurl -o /etc/a http://files.example/a\ncurl -o /etc/b @KILN_FILES@/b.conf\n%end\n")
 	ks := kickstart.Parse("k.ks", orig, kickstart.Options{Version: kickstart.RHEL9})
 	var warnings []string
-	b := &builder{o: Options{Kickstart: ks, Original: orig, Events: func(ev Event) {
+	b := &builder{o: Options{Kickstart: ks, Original: orig, FilesDir: t.TempDir(), Events: func(ev Event) {
 		if ev.Event == "warning" {
 			warnings = append(warnings, ev.Message)
 		}
 	}}, ks: ks, original: orig, manifest: &Manifest{}}
 	ups := b.upstreams()
-	srv, err := ksserve.New(ksserve.Config{Mirrors: ups, Cache: &ksserve.Cache{}, Reports: true})
+	srv, err := ksserve.New(ksserve.Config{Mirrors: ups, Cache: &ksserve.Cache{}, Reports: true, FilesDir: b.o.FilesDir})
 	if err != nil {
 		t.Fatal(err)
 	}
 	served := string(b.serveKickstart(srv, "http://10.0.2.100:1234"))
 	for _, want := range []string{"poweroff", "url --url=http://10.0.2.100:1234/" + srv.Token() + "/mirror/install/",
-		"curl -o /etc/a http://10.0.2.100:1234/" + srv.Token() + "/mirror/script-files.example/a", "original-ks.cfg", srv.ReportPath("packages"), "rpm -qa"} {
+		"curl -o /etc/a http://10.0.2.100:1234/" + srv.Token() + "/mirror/script-files.example/a", "original-ks.cfg",
+		"curl -o /etc/b http://10.0.2.100:1234/" + srv.Token() + "/files/b.conf", srv.ReportPath("packages"), "rpm -qa"} {
 		if !strings.Contains(served, want) {
 			t.Errorf("the served kickstart lacks %q:\n%s", want, served)
 		}

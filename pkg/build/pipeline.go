@@ -33,6 +33,10 @@ import (
 // takes another of the user network's addresses.
 const guestHost = "10.0.2.100"
 
+// FilesPlaceholder, in a kickstart's scripts, becomes the URL the build VM
+// reaches --files at: "curl -o /etc/app.conf @KILN_FILES@/app.conf".
+const FilesPlaceholder = "@KILN_FILES@"
+
 // installMirror is the proxy's name for an install tree given by URL.
 const installMirror = "tree"
 
@@ -312,6 +316,9 @@ func (b *builder) serveKickstart(srv *ksserve.Server, guest string) []byte {
 	default:
 		b.warn("the kickstart ends with " + action + "; the served copy ends with poweroff instead, so the build sees the install finish")
 		ks.SetShutdown("poweroff")
+	}
+	if b.o.FilesDir != "" {
+		ks.ReplaceInScripts(FilesPlaceholder, strings.TrimSuffix(guest+srv.FilesPath(), "/"))
 	}
 	ksserve.PrepareKickstart(ks, b.original, srv.Prefixes(guest))
 	ks.AppendScript(kickstart.Script{Kind: kickstart.SectionPost, NoChroot: true, Body: reportScript(guest + srv.ReportPath("packages"))})
