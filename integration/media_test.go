@@ -14,26 +14,32 @@ import (
 	"github.com/kiln-build/kiln/qemu"
 )
 
-// dvdKickstart is the scenario's kickstart installing from the DVD it
-// boots from: cdrom instead of url, and no AppStream line, since
-// Anaconda adds the DVD's variants from its .treeinfo. The custom repo
-// stays on the mirror.
-func dvdKickstart(t *testing.T) string {
+// scenarioKickstart is testdata/my-rocky9.ks with each edit made: old
+// text to new, each of which must apply.
+func scenarioKickstart(t *testing.T, edits map[string]string) string {
 	tmpl, err := os.ReadFile("testdata/my-rocky9.ks")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ks := string(tmpl)
-	for old, repl := range map[string]string{
-		"url --url=MIRROR/rocky/9/BaseOS/x86_64/os/\n":                              "cdrom\n",
-		"repo --name=\"AppStream\" --baseurl=MIRROR/rocky/9/AppStream/x86_64/os/\n": "",
-	} {
+	for old, repl := range edits {
 		if !strings.Contains(ks, old) {
 			t.Fatalf("testdata/my-rocky9.ks has no %q", old)
 		}
 		ks = strings.Replace(ks, old, repl, 1)
 	}
 	return ks
+}
+
+// dvdKickstart is the scenario's kickstart installing from the DVD it
+// boots from: cdrom instead of url, and no AppStream line, since
+// Anaconda adds the DVD's variants from its .treeinfo. The custom repo
+// stays on the mirror.
+func dvdKickstart(t *testing.T) string {
+	return scenarioKickstart(t, map[string]string{
+		"url --url=MIRROR/rocky/9/BaseOS/x86_64/os/\n":                              "cdrom\n",
+		"repo --name=\"AppStream\" --baseurl=MIRROR/rocky/9/AppStream/x86_64/os/\n": "",
+	})
 }
 
 // TestMediaInstall boots the DVD fixtures with their own firmware, as a
@@ -109,22 +115,12 @@ func TestMediaInstall(t *testing.T) {
 // and a %pre script's output reaches the target through %post --nochroot.
 func TestInstallSources(t *testing.T) {
 	setup(t)
-	tmpl, err := os.ReadFile("testdata/my-rocky9.ks")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ks := string(tmpl)
-	for old, repl := range map[string]string{
+	ks := scenarioKickstart(t, map[string]string{
 		"url --url=MIRROR/rocky/9/BaseOS/x86_64/os/\n":                              "",
 		"repo --name=\"AppStream\" --baseurl=MIRROR/rocky/9/AppStream/x86_64/os/\n": "",
 		"repo --name=\"custom\" --baseurl=MIRROR/custom-rpms/\n":                    "repo --name=\"custom\" --mirrorlist=LIST/mirrors\n",
 		"%post --log=/root/ks-post.log\n":                                           "%pre\necho from-pre > /tmp/pre-ran\n%end\n\n%post --nochroot\ncp /tmp/pre-ran $ANA_INSTALL_PATH/root/pre-ran\n%end\n\n%post --log=/root/ks-post.log\n",
-	} {
-		if !strings.Contains(ks, old) {
-			t.Fatalf("testdata/my-rocky9.ks has no %q", old)
-		}
-		ks = strings.Replace(ks, old, repl, 1)
-	}
+	})
 	s := startServers(t, ks)
 	list := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("# mirrors for custom\nhttp://10.0.2.2:1/custom-rpms/\n" + s.mirror + "/custom-rpms/\n"))
