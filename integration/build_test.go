@@ -127,6 +127,7 @@ type buildEnv struct {
 	filesDir              string
 	dir                   string // outputs
 	cache                 string
+	extra                 map[int]string // more directories served in the namespace, by port
 }
 
 func (b *buildEnv) mirror() string { return fmt.Sprintf("http://10.0.2.2:%d", b.mirrorPort) }
@@ -179,8 +180,11 @@ func (b *buildEnv) kickstart(t *testing.T, edit func(string) string) string {
 func (b *buildEnv) run(t *testing.T, args ...string) (string, error) {
 	argv, _ := json.Marshal(append([]string{kiln(t)}, args...))
 	cmd := exec.Command("unshare", "--user", "--map-root-user", "--net", os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "KILN_NETNS_HELPER=1", "KILN_NETNS_RUN="+string(argv),
-		fmt.Sprintf("KILN_NETNS_SERVE=%d=%s %d=%s", b.mirrorPort, mirrorDir, b.filesPort, b.filesDir))
+	serve := fmt.Sprintf("%d=%s %d=%s", b.mirrorPort, mirrorDir, b.filesPort, b.filesDir)
+	for port, dir := range b.extra {
+		serve += fmt.Sprintf(" %d=%s", port, dir)
+	}
+	cmd.Env = append(os.Environ(), "KILN_NETNS_HELPER=1", "KILN_NETNS_RUN="+string(argv), "KILN_NETNS_SERVE="+serve)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start := time.Now()
@@ -527,5 +531,58 @@ func TestParallelBuilds(t *testing.T) {
 		if !hasPackage(m, "custom-package-1") {
 			t.Errorf("build %d: the manifest lacks custom-package-1", i)
 		}
+	}
+}
+
+// TestBuildFromISOURL builds from a TDL whose install is an ISO by URL
+// with a sha256 checksum file, as Oz TDLs name them: kiln downloads the
+// ISO into its cache, checks it, and installs from it.
+func TestBuildFromISOURL(t *testing.T) {
+	setup(t)
+	b := newBuildEnv(t)
+	isoDir := t.TempDir()
+	if err := os.Symlink(fx.DVD, filepath.Join(isoDir, "Rocky-9.5-x86_64-dvd.iso")); err != nil {
+		t.Fatal(err)
+	}
+	sum, err := exec.Command("sha256sum", fx.DVD).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(isoDir, "CHECKSUM"), []byte(strings.Fields(string(sum))[0]+"  Rocky-9.5-x86_64-dvd.iso\n"), 0o644)
+	b.extra = map[int]string{b.mirrorPort + 1000: isoDir}
+	isoURL := fmt.Sprintf("http://10.0.2.2:%d", b.mirrorPort+1000)
+	tdl := filepath.Join(b.dir, "iso.tdl")
+	os.WriteFile(tdl, []byte(`<template>
+  <name>from-iso</name>
+  <os>
+    <name>Rocky</name>
+    <version>9</version>
+    <arch>x86_64</arch>
+    <install type='iso'>
+      <iso>`+isoURL+`/Rocky-9.5-x86_64-dvd.iso</iso>
+      <sha256sum>`+isoURL+`/CHECKSUM</sha256sum>
+    </install>
+  </os>
+</template>
+`), 0o644)
+	ks := b.kickstart(t, nil)
+	out := filepath.Join(b.dir, "from-iso")
+	if _, err := b.run(t, "build", "--tdl", tdl, "--ks", ks, "-o", out, "--format", "raw", "--accel", "tcg", "--memory", "1G", "--cpus", "1",
+		"--disk-size", "512M", "--cache-dir", b.cache, "--inactivity", "2m"); err != nil {
+		t.Fatal(err)
+	}
+	checkScenario(t, out+".raw")
+	m := readManifest(t, out+".manifest.json")
+	var isoIn *build.File
+	for i := range m.Inputs {
+		if m.Inputs[i].Role == "iso" {
+			isoIn = &m.Inputs[i]
+		}
+	}
+	if isoIn == nil || isoIn.SHA256 != strings.Fields(string(sum))[0] || !strings.HasPrefix(isoIn.Path, b.cache) {
+		t.Errorf("the manifest's ISO input: %+v", isoIn)
+	}
+	if parts, _ := filepath.Glob(filepath.Join(b.cache, "isos", "*.part")); len(parts) != 0 {
+		t.Errorf("partial downloads left: %v", parts)
 	}
 }
