@@ -1,7 +1,8 @@
 package ksserve
 
 import (
-	"context"
+	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -9,7 +10,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -38,6 +41,7 @@ var benchSets = []objectSet{
 }
 
 type benchEnv struct {
+	kiln     string // the kiln binary, built on first use
 	dir      string
 	upstream string // base URL
 	nginx    string // base URL of nginx's proxy_cache
@@ -188,20 +192,45 @@ func (e *benchEnv) fetchAllQuery(b *testing.B, base string, set objectSet, conc 
 }
 
 // kilnServer starts a kiln proxy for the upstream on loopback.
+// kilnServer runs kiln's mirror proxy on cacheDir as nginx runs: in a
+// process of its own (kiln serve), not in the benchmark's, whose client
+// would otherwise share its scheduler and cores. It returns the proxy's
+// base URL for the upstream and a function that stops it.
 func (e *benchEnv) kilnServer(b *testing.B, cacheDir string) (string, func()) {
-	client, _ := NewUpstreamClient("")
-	cache, err := OpenCache(cacheDir, client)
+	if e.kiln == "" {
+		e.kiln = filepath.Join(e.dir, "kiln")
+		if out, err := exec.Command("go", "build", "-o", e.kiln, "../cmd/kiln").CombinedOutput(); err != nil {
+			b.Fatalf("go build ../cmd/kiln: %v\n%s", err, out)
+		}
+		os.WriteFile(filepath.Join(e.dir, "bench.ks"), []byte("text\nrootpw --lock\nautopart\n"), 0o644)
+	}
+	cmd := exec.Command(e.kiln, "--json", "serve", "--ks", filepath.Join(e.dir, "bench.ks"), "--mirror", "m="+e.upstream+"/", "--cache-dir", cacheDir)
+	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		b.Fatal(err)
 	}
-	srv, err := New(Config{Mirrors: map[string]string{"m": e.upstream + "/"}, Cache: cache})
-	if err != nil {
+	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	ctx, cancel := context.WithCancel(context.Background())
-	go Serve(ctx, srv, l, time.Second)
-	return "http://" + l.Addr().String() + srv.MirrorPath("m")[:len(srv.MirrorPath("m"))-1], cancel
+	stop := func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }
+	// The first event says where it serves.
+	var ev struct {
+		Event   string
+		Mirrors map[string]string
+	}
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		if json.Unmarshal(sc.Bytes(), &ev) == nil && ev.Event == "serving" {
+			break
+		}
+	}
+	u := ev.Mirrors["m"]
+	if u == "" {
+		stop()
+		b.Fatalf("kiln serve did not say where it serves")
+	}
+	go io.Copy(io.Discard, stdout)
+	return strings.TrimSuffix(u, "/"), stop
 }
 
 func mbps(bytes int64, d time.Duration) float64 { return float64(bytes) / d.Seconds() / 1e6 }
