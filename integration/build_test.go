@@ -423,6 +423,9 @@ func TestBuildTDLOnly(t *testing.T) {
 			t.Errorf("%s: %q, want %q", path, got, want)
 		}
 	}
+	if ks := debugfs(t, out+".raw", "cat /root/anaconda-ks.cfg"); !strings.Contains(ks, "@KILN_FILES@/configs/app.conf") || strings.Contains(ks, "/files/configs") {
+		t.Errorf("anaconda-ks.cfg does not have @KILN_FILES@ back:\n%s", ks)
+	}
 	if sh := debugfs(t, out+".raw", "cat /etc/shadow"); !strings.Contains(sh, "root:$6$") {
 		t.Errorf("the TDL's rootpw is not set:\n%s", sh)
 	}

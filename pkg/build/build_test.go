@@ -168,6 +168,9 @@ func TestServeKickstart(t *testing.T) {
 			t.Errorf("the served kickstart lacks %q:\n%s", want, served)
 		}
 	}
+	if !strings.Contains(served, "|@KILN_FILES@/|g") {
+		t.Errorf("the restore script does not put @KILN_FILES@ back:\n%s", served)
+	}
 	if strings.Contains(served, "\nreboot") {
 		t.Errorf("the served kickstart still reboots:\n%s", served)
 	}

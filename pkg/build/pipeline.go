@@ -34,7 +34,8 @@ import (
 const guestHost = "10.0.2.100"
 
 // FilesPlaceholder, in a kickstart's scripts, becomes the URL the build VM
-// reaches --files at: "curl -o /etc/app.conf @KILN_FILES@/app.conf".
+// reaches --files at: "curl -o /etc/app.conf @KILN_FILES@/app.conf". The
+// installed system's anaconda-ks.cfg gets the placeholder back.
 const FilesPlaceholder = "@KILN_FILES@"
 
 // installMirror is the proxy's name for an install tree given by URL.
@@ -317,10 +318,13 @@ func (b *builder) serveKickstart(srv *ksserve.Server, guest string) []byte {
 		b.warn("the kickstart ends with " + action + "; the served copy ends with poweroff instead, so the build sees the install finish")
 		ks.SetShutdown("poweroff")
 	}
+	ps := srv.Prefixes(guest)
 	if b.o.FilesDir != "" {
-		ks.ReplaceInScripts(FilesPlaceholder, strings.TrimSuffix(guest+srv.FilesPath(), "/"))
+		// As a mirror's URL is: rewritten in the served copy, and put
+		// back in the installed system's copy of the kickstart.
+		ps = append(ps, ksserve.Prefix{Upstream: FilesPlaceholder + "/", Proxy: guest + srv.FilesPath()})
 	}
-	ksserve.PrepareKickstart(ks, b.original, srv.Prefixes(guest))
+	ksserve.PrepareKickstart(ks, b.original, ps)
 	ks.AppendScript(kickstart.Script{Kind: kickstart.SectionPost, NoChroot: true, Body: reportScript(guest + srv.ReportPath("packages"))})
 	data := ks.Render()
 	srv.SetKickstart(data)
