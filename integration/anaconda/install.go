@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kiln-build/kiln/iso"
 	"github.com/kiln-build/kiln/pkg/kickstart"
 )
 
@@ -122,23 +123,10 @@ func treeVariants(ctx context.Context, client *http.Client, base string) []strin
 	if err != nil {
 		return []string{"."}
 	}
-	var out []string
-	section := ""
-	for _, l := range strings.Split(string(b), "\n") {
-		l = strings.TrimSpace(l)
-		if strings.HasPrefix(l, "[") {
-			section = strings.Trim(l, "[]")
-			continue
-		}
-		k, v, ok := strings.Cut(l, "=")
-		if ok && strings.HasPrefix(section, "variant-") && strings.TrimSpace(k) == "repository" {
-			out = append(out, strings.TrimSpace(v))
-		}
+	if v := iso.ParseTreeInfo(string(b)).Variants; len(v) > 0 {
+		return v
 	}
-	if len(out) == 0 {
-		return []string{"."}
-	}
-	return out
+	return []string{"."}
 }
 
 // fromMirrorlist loads the first repository of a plain mirror list that

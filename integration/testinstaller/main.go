@@ -127,10 +127,8 @@ func install(ctx context.Context, opts anaconda.BootOptions) (err error) {
 				return err
 			}
 			base := strings.TrimSuffix(st.URL, "/")
-			img := "images/install.img"
-			if ti, err := anaconda.Fetch(ctx, http.DefaultClient, base+"/.treeinfo"); err == nil {
-				img = treeinfoStage2(string(ti))
-			}
+			ti, _ := anaconda.Fetch(ctx, http.DefaultClient, base+"/.treeinfo")
+			img := treeinfoStage2(string(ti))
 			if b, err := anaconda.Fetch(ctx, http.DefaultClient, base+"/"+img); err != nil || len(b) == 0 {
 				emergency(fmt.Sprintf("anaconda: failed to fetch the stage2 image %s/%s: %v", base, img, err))
 			}

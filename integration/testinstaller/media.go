@@ -12,6 +12,7 @@ import (
 
 	"github.com/kiln-build/kiln/integration/anaconda"
 	"github.com/kiln-build/kiln/internal/guest/initutil"
+	"github.com/kiln-build/kiln/iso"
 )
 
 // label reads the file system label of a block device as blkid would, for
@@ -123,25 +124,15 @@ func mountMedia(dev string) error {
 // stage2Image is the runtime image's path on the media: .treeinfo's
 // [stage2] mainimage, else images/install.img.
 func stage2Image(media string) string {
-	b, err := os.ReadFile(filepath.Join(media, ".treeinfo"))
-	if err != nil {
-		return "images/install.img"
-	}
+	b, _ := os.ReadFile(filepath.Join(media, ".treeinfo"))
 	return treeinfoStage2(string(b))
 }
 
-// treeinfoStage2 reads [stage2] mainimage from a .treeinfo.
+// treeinfoStage2 reads [stage2] mainimage from a .treeinfo, else names
+// images/install.img, where lorax puts it.
 func treeinfoStage2(ti string) string {
-	section := ""
-	for _, l := range strings.Split(ti, "\n") {
-		l = strings.TrimSpace(l)
-		if strings.HasPrefix(l, "[") {
-			section = strings.Trim(l, "[]")
-			continue
-		}
-		if k, v, ok := strings.Cut(l, "="); ok && section == "stage2" && strings.TrimSpace(k) == "mainimage" {
-			return strings.TrimSpace(v)
-		}
+	if img := iso.ParseTreeInfo(ti).Stage2; img != "" {
+		return img
 	}
 	return "images/install.img"
 }
