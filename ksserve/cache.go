@@ -234,10 +234,7 @@ var errNotModified = errors.New("not modified")
 func (c *Cache) startMiss(key, url, want string) (f *fetch, m *entryMeta, o object, err error) {
 	c.mu.Lock()
 	for {
-		if f := c.inflight[key]; f != nil {
-			f.mu.Lock()
-			f.readers++
-			f.mu.Unlock()
+		if f := c.joinLocked(key); f != nil {
 			c.mu.Unlock()
 			return f, nil, nil, nil
 		}
@@ -255,15 +252,14 @@ func (c *Cache) startMiss(key, url, want string) (f *fetch, m *entryMeta, o obje
 	ch := make(chan struct{})
 	c.locking[key] = ch
 	c.mu.Unlock()
-	done := func() {
+	defer func() {
 		c.mu.Lock()
 		delete(c.locking, key)
 		c.mu.Unlock()
 		close(ch)
-	}
+	}()
 	unlock, err := c.lockObject(key)
 	if err != nil {
-		done()
 		return nil, nil, nil, err
 	}
 	m, o, err = c.lookup(key)
@@ -278,14 +274,12 @@ func (c *Cache) startMiss(key, url, want string) (f *fetch, m *entryMeta, o obje
 	}
 	if err == nil {
 		unlock()
-		done()
 		return nil, m, o, nil
 	}
 	f = c.start(key, url, want, nil)
 	f.mu.Lock()
 	f.unlock = unlock
 	f.mu.Unlock()
-	done()
 	return f, nil, nil, nil
 }
 
@@ -319,15 +313,24 @@ func (c *Cache) lockObject(key string) (unlock func(), err error) {
 	}, nil
 }
 
+// joinLocked returns the running fetch for key with a reference taken for
+// the caller, or nil; c.mu is held.
+func (c *Cache) joinLocked(key string) *fetch {
+	f := c.inflight[key]
+	if f != nil {
+		f.mu.Lock()
+		f.readers++
+		f.mu.Unlock()
+	}
+	return f
+}
+
 // start returns the fetch for key, starting one when none is running.
 // prev, when set, is the cached entry to revalidate against.
 func (c *Cache) start(key, url, want string, prev *entryMeta) *fetch {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if f := c.inflight[key]; f != nil {
-		f.mu.Lock()
-		f.readers++
-		f.mu.Unlock()
+	if f := c.joinLocked(key); f != nil {
 		return f
 	}
 	// Two references: the caller's, and run's until the download ends.
