@@ -89,6 +89,9 @@ func runBuild(ctx context.Context, e *env, args []string) error {
 	if fs.NArg() != 0 {
 		return usagef("build: unexpected argument %q (see kiln build --help)", fs.Arg(0))
 	}
+	if f.out == "" {
+		return usagef("build: -o OUT is required")
+	}
 	o, err := f.options(ctx, e)
 	if err != nil {
 		return err
@@ -105,9 +108,6 @@ func (f *buildFlags) options(ctx context.Context, e *env) (build.Options, error)
 		Accel: f.accel, Boot: f.boot, ISOOut: f.isoOut, FilesDir: f.files, CacheDir: f.cacheDir, CA: f.ca, Offline: f.offline,
 		Timeout: f.timeout, Inactivity: f.inactivity, Keep: f.keep, Force: f.force, KilnVersion: version, Log: e.log,
 		KickstartPath: f.ks, TDLPath: f.tdlPath, Mirrors: map[string]string{}}
-	if f.out == "" {
-		return o, usagef("build: -o OUT is required")
-	}
 	if f.ks == "" && f.tdlPath == "" {
 		return o, usagef("build: give --ks, --tdl or both")
 	}

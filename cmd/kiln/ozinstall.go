@@ -91,8 +91,6 @@ func runOzInstall(ctx context.Context, e *env, args []string) error {
 		// packages, files and commands wait for oz-customize.
 		e.log.Debug("without -u, the TDL's packages, files and commands are not applied, as in Oz")
 	}
-	// The output: -s, else Oz's output_dir/NAME.dsk.
-	f.out = "placeholder"
 	o, err := f.options(ctx, e)
 	if err != nil {
 		return err
@@ -100,6 +98,7 @@ func runOzInstall(ctx context.Context, e *env, args []string) error {
 	if !*customize {
 		o.TDL.Packages, o.TDL.Files, o.TDL.Commands, o.TDL.Precommands = nil, nil, nil, nil
 	}
+	// The output: -s, else Oz's output_dir/NAME.dsk.
 	out := *disk
 	if out == "" {
 		dir := cfg.outputDir

@@ -223,10 +223,7 @@ func Run(ctx context.Context, o Options) (*Manifest, error) {
 			os.Remove(work)
 		}
 	}
-	if err != nil {
-		return nil, err
-	}
-	return m, nil
+	return m, err
 }
 
 // validate checks everything that can be checked before a download or a
@@ -305,6 +302,13 @@ func (b *builder) validate() error {
 		if st, err := os.Stat(o.FilesDir); err != nil || !st.IsDir() {
 			return inputErrorf("--files %s: not a directory", o.FilesDir)
 		}
+	}
+	if o.RelayExe == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("finding kiln's own executable, which relays the VM's connections: %w", err)
+		}
+		o.RelayExe = exe
 	}
 	for _, tool := range []string{"qemu-system-x86_64", "qemu-img"} {
 		if _, err := exec.LookPath(tool); err != nil {

@@ -116,7 +116,7 @@ func (b *builder) run(ctx context.Context) (*Manifest, error) {
 		}()
 		defer os.Remove(isoOutTmp)
 	}
-	vmOpts, err := b.bootOptions(srv, src, local, guest, served2)
+	vmOpts, err := b.bootOptions(ctx, srv, src, local, guest, served2)
 	if err != nil {
 		isoWG.Wait()
 		return nil, err
@@ -126,19 +126,9 @@ func (b *builder) run(ctx context.Context) (*Manifest, error) {
 		isoWG.Wait()
 		return nil, err
 	}
-	relay := o.RelayExe
-	if relay == "" {
-		if relay, err = os.Executable(); err != nil {
-			isoWG.Wait()
-			return nil, err
-		}
-	}
 	vmOpts = append(vmOpts, qemu.WithMemory(o.MemoryMiB), qemu.WithCPUs(o.CPUs),
 		qemu.WithDisk(qemu.Disk{Path: disk, Format: "raw", Unsafe: true}),
-		// restrict=on: the guest reaches kiln's server at 10.0.2.2 and
-		// nothing else, on the host or beyond.
-		qemu.WithUserNet(qemu.UserNet{Restrict: true, GuestFwd: []qemu.GuestFwd{
-			qemu.RelayFwd(fmt.Sprintf("%s:%d", guestHost, port), l.Addr().String(), relay)}}))
+		fencedNet(fmt.Sprintf("%s:%d", guestHost, port), l.Addr().String(), o.RelayExe))
 	if o.Firmware == "uefi" {
 		fw, err := qemu.FindOVMF(false)
 		if err != nil {
@@ -273,11 +263,11 @@ func (b *builder) source(ctx context.Context, srv *ksserve.Server, local string)
 		return openISO(p)
 	}
 	// An install tree: its .treeinfo names the kernel and initrd.
-	data, err := getLocal(ctx, local+srv.MirrorPath(installMirror)+".treeinfo")
-	if err != nil {
+	var data strings.Builder
+	if err := getLocal(ctx, local+srv.MirrorPath(installMirror)+".treeinfo", &data); err != nil {
 		return nil, fmt.Errorf("reading the install tree %s: %w", o.TreeURL, err)
 	}
-	ti := iso.ParseTreeInfo(string(data))
+	ti := iso.ParseTreeInfo(data.String())
 	s := &source{tree: ti, kernel: ti.Kernel, initrd: ti.Initrd}
 	if s.kernel == "" || s.initrd == "" {
 		return nil, &InputError{fmt.Errorf("%s.treeinfo names no kernel and initrd for %s", o.TreeURL, ti.Arch)}
@@ -285,22 +275,36 @@ func (b *builder) source(ctx context.Context, srv *ksserve.Server, local string)
 	return s, nil
 }
 
-// getLocal GETs a URL of the build's own server.
-func getLocal(ctx context.Context, u string) ([]byte, error) {
+// getLocal GETs a URL of the build's own server into w.
+func getLocal(ctx context.Context, u string, w io.Writer) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return nil, fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(b)))
+		return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(b)))
 	}
-	return io.ReadAll(resp.Body)
+	_, err = io.Copy(w, resp.Body)
+	return err
+}
+
+// writeFile creates dst and has fill write it.
+func writeFile(dst string, fill func(io.Writer) error) error {
+	f, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	if err := fill(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // serveKickstart makes the served copy of the kickstart: it powers off
@@ -349,7 +353,7 @@ fi
 // bootOptions are the VM options that boot the installer with the served
 // kickstart: the ISO's own kernel and initrd with the kickstart appended
 // (direct), or the remastered ISO booted by firmware (iso).
-func (b *builder) bootOptions(srv *ksserve.Server, src *source, local, guest string, served []byte) ([]qemu.Option, error) {
+func (b *builder) bootOptions(ctx context.Context, srv *ksserve.Server, src *source, local, guest string, served []byte) ([]qemu.Option, error) {
 	o := b.o
 	if o.Boot == "iso" {
 		remastered := filepath.Join(b.work, "boot.iso")
@@ -361,34 +365,44 @@ func (b *builder) bootOptions(srv *ksserve.Server, src *source, local, guest str
 	}
 	kernel := filepath.Join(b.work, "vmlinuz")
 	base := filepath.Join(b.work, "initrd.orig")
-	args := []string{"inst.ks=file:/ks.cfg", "inst.text", "console=ttyS0"}
+	files := map[string]string{src.kernel: kernel, src.initrd: base}
+	var source []string
 	var opts []qemu.Option
 	if src.iso != "" {
-		if err := extract(src.iso, src.kernel, kernel); err != nil {
+		if err := extract(src.iso, files); err != nil {
 			return nil, err
 		}
-		if err := extract(src.iso, src.initrd, base); err != nil {
-			return nil, err
-		}
-		args = append([]string{"inst.stage2=hd:LABEL=" + escapeLabel(src.volID)}, args...)
+		source = []string{"inst.stage2=hd:LABEL=" + escapeLabel(src.volID)}
 		opts = append(opts, qemu.WithCDROM(src.iso))
 	} else {
 		tree := local + srv.MirrorPath(installMirror)
-		if err := fetchLocal(tree+src.kernel, kernel); err != nil {
-			return nil, fmt.Errorf("fetching the kernel from the install tree: %w", err)
-		}
-		if err := fetchLocal(tree+src.initrd, base); err != nil {
-			return nil, fmt.Errorf("fetching the initrd from the install tree: %w", err)
+		for name, dst := range files {
+			if err := writeFile(dst, func(w io.Writer) error { return getLocal(ctx, tree+name, w) }); err != nil {
+				return nil, fmt.Errorf("fetching %s from the install tree: %w", name, err)
+			}
 		}
 		gtree := guest + srv.MirrorPath(installMirror)
-		args = append([]string{"inst.stage2=" + gtree, "inst.repo=" + gtree}, args...)
+		source = []string{"inst.stage2=" + gtree, "inst.repo=" + gtree}
 	}
 	withKS := filepath.Join(b.work, "initrd.img")
 	if err := appendKickstart(base, withKS, served, b.o.Time); err != nil {
 		return nil, err
 	}
 	os.Remove(base)
-	return append(opts, qemu.WithKernel(kernel, withKS, strings.Join(args, " "))), nil
+	return append(opts, qemu.WithKernel(kernel, withKS, installArgs(source...))), nil
+}
+
+// installArgs is the build VM's kernel command line: where the installer
+// finds its stage2 and repository, then the kickstart in the initrd.
+func installArgs(source ...string) string {
+	return strings.Join(append(source, "inst.ks=file:/ks.cfg", "inst.text", "console=ttyS0"), " ")
+}
+
+// fencedNet is the build VM's network: QEMU's user network with
+// restrict=on, whose only way out is guestAddr, relayed to kiln's server at
+// hostAddr by running relay for each connection.
+func fencedNet(guestAddr, hostAddr, relay string) qemu.Option {
+	return qemu.WithUserNet(qemu.UserNet{Restrict: true, GuestFwd: []qemu.GuestFwd{qemu.RelayFwd(guestAddr, hostAddr, relay)}})
 }
 
 // escapeLabel writes a volume label as udev names it under
@@ -403,26 +417,6 @@ func escapeLabel(l string) string {
 		sb.WriteRune(r)
 	}
 	return sb.String()
-}
-
-func fetchLocal(u, dst string) error {
-	resp, err := http.Get(u)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s", resp.Status)
-	}
-	f, err := os.Create(dst)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(f, resp.Body); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }
 
 // appendKickstart writes a copy of the initrd at src with ks.cfg appended

@@ -1,8 +1,6 @@
 package build
 
 import (
-	"fmt"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -73,19 +71,15 @@ func Plan(o Options) (*BuildPlan, error) {
 			label = escapeLabel(src.volID)
 		}
 		opts = append(opts, qemu.WithCDROM(o.ISO), qemu.WithKernel(filepath.Join(work, "vmlinuz"), filepath.Join(work, "initrd.img"),
-			"inst.stage2=hd:LABEL="+label+" inst.ks=file:/ks.cfg inst.text console=ttyS0"))
+			installArgs("inst.stage2=hd:LABEL="+label)))
 	default:
 		tree := guest + "/TOKEN/mirror/" + installMirror + "/"
 		opts = append(opts, qemu.WithKernel(filepath.Join(work, "vmlinuz"), filepath.Join(work, "initrd.img"),
-			fmt.Sprintf("inst.stage2=%s inst.repo=%s inst.ks=file:/ks.cfg inst.text console=ttyS0", tree, tree)))
-	}
-	relay := o.RelayExe
-	if relay == "" {
-		relay, _ = os.Executable()
+			installArgs("inst.stage2="+tree, "inst.repo="+tree)))
 	}
 	opts = append(opts, qemu.WithMemory(o.MemoryMiB), qemu.WithCPUs(o.CPUs),
 		qemu.WithDisk(qemu.Disk{Path: filepath.Join(work, "disk.raw"), Format: "raw", Unsafe: true}),
-		qemu.WithUserNet(qemu.UserNet{Restrict: true, GuestFwd: []qemu.GuestFwd{qemu.RelayFwd(guestHost+":PORT", "127.0.0.1:PORT", relay)}}))
+		fencedNet(guestHost+":PORT", "127.0.0.1:PORT", o.RelayExe))
 	if o.Firmware == "uefi" {
 		fw, err := qemu.FindOVMF(false)
 		if err != nil {

@@ -74,8 +74,8 @@ func openISO(p string) (*source, error) {
 	return nil, &InputError{fmt.Errorf("%s: no installer kernel and initrd (looked for %s)", p, strings.Join(kernels, ", "))}
 }
 
-// extract copies the file at name in the ISO to dst.
-func extract(isoPath, name, dst string) error {
+// extract copies files out of the ISO: each name in it to its path.
+func extract(isoPath string, files map[string]string) error {
 	f, err := os.Open(isoPath)
 	if err != nil {
 		return err
@@ -89,19 +89,19 @@ func extract(isoPath, name, dst string) error {
 	if err != nil {
 		return err
 	}
-	file, err := r.Stat(name)
-	if err != nil {
-		return fmt.Errorf("%s: %w", name, err)
+	for name, dst := range files {
+		file, err := r.Stat(name)
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		if err := writeFile(dst, func(w io.Writer) error {
+			_, err := io.Copy(w, file.Open())
+			return err
+		}); err != nil {
+			return fmt.Errorf("extracting %s from %s: %w", name, isoPath, err)
+		}
 	}
-	out, err := os.Create(dst)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, file.Open()); err != nil {
-		out.Close()
-		return fmt.Errorf("extracting %s from %s: %w", name, isoPath, err)
-	}
-	return out.Close()
+	return nil
 }
 
 // download fetches an ISO by URL into dir, named by the URL's hash so
