@@ -128,7 +128,9 @@ http {
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	// SIGTERM, not SIGKILL: the master then stops its workers, which
+	// SIGKILL would leave running.
+	b.Cleanup(func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() })
 	nginx := fmt.Sprintf("http://127.0.0.1:%d", nport)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}}
 	// Wait until nginx answers (it has no readiness signal but the socket).

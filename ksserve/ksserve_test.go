@@ -855,3 +855,39 @@ func TestTwoProcessesOneFetch(t *testing.T) {
 		}
 	}
 }
+
+// A pack cut short under a running kiln (nothing in kiln truncates one)
+// makes a hit read past the end of the file through the pack's mapping:
+// that request fails, kiln stays up, and the object is fetched again.
+func TestTruncatedPack(t *testing.T) {
+	e := newEnv(t, "")
+	rpm := bytes.Repeat([]byte("rpm"), 5000)
+	e.up.set(base+"Packages/t.rpm", rpm)
+	for i := 0; i < 2; i++ { // the second is a hit, through the mapping
+		if code, body := e.get(t, e.mirror("Packages/t.rpm")); code != 200 || !bytes.Equal(body, rpm) {
+			t.Fatalf("get %d: %d, %d bytes", i, code, len(body))
+		}
+	}
+	key := objectKey(e.up.URL+base+"Packages/t.rpm", "")
+	e.cache.mu.Lock()
+	p := e.cache.index[key].pack
+	e.cache.mu.Unlock()
+	if p.view() == nil {
+		t.Fatal("the pack is not mapped")
+	}
+	if err := os.Truncate(p.path, 0); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := e.get(t, e.mirror("Packages/t.rpm")); code == 200 {
+		t.Errorf("a hit on a truncated pack got 200 with a whole body")
+	}
+	if !strings.Contains(e.logs.String(), "cache pack is damaged") {
+		t.Errorf("the fault was not reported:\n%s", e.logs)
+	}
+	if code, body := e.get(t, e.mirror("Packages/t.rpm")); code != 200 || !bytes.Equal(body, rpm) {
+		t.Errorf("after the fault: %d, %d bytes", code, len(body))
+	}
+	if n := e.up.count(base + "Packages/t.rpm"); n != 2 {
+		t.Errorf("upstream fetched %d times, want 2", n)
+	}
+}

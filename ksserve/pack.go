@@ -11,7 +11,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Small objects go into pack files rather than a file each. On ext4,
@@ -35,6 +38,25 @@ type pack struct {
 	// touched is when this process last saw or set the pack's time, so a
 	// hit need not fstat the pack to learn it is recent (c.mu guards it).
 	touched time.Time
+
+	mapOnce sync.Once
+	mapped  []byte // the pack mapped read-only, or nil
+}
+
+// view returns the pack mapped into memory, or nil when it cannot be
+// mapped. A hit on a small object then costs no pread(2), which was a
+// tenth of a hit's time: its bytes come straight from the page cache. The
+// mapping covers packRotate, the most a pack grows to; only regions the
+// index lists are touched, and those were written before they were
+// listed, so no access reaches past the end of the file. Packs are only
+// ever appended to or removed whole, never truncated.
+func (p *pack) view() []byte {
+	p.mapOnce.Do(func() {
+		if b, err := unix.Mmap(int(p.f.Fd()), 0, packRotate, unix.PROT_READ, unix.MAP_SHARED); err == nil {
+			p.mapped = b
+		}
+	})
+	return p.mapped
 }
 
 // packEntry is one line of a pack's index.
@@ -157,6 +179,7 @@ func (c *Cache) commitPacked(key string, p *pack, off int64, m entryMeta) error 
 // packedObject is a cached object inside a pack.
 type packedObject struct {
 	*io.SectionReader
+	mapped []byte // the object's bytes in the pack's mapping, or nil
 }
 
 func (packedObject) Close() error { return nil }
@@ -191,7 +214,11 @@ func (c *Cache) lookupPacked(key string) (*entryMeta, object, bool, error) {
 		c.mu.Unlock()
 	}
 	m := e.Meta
-	return &m, packedObject{sr}, true, nil
+	o := packedObject{SectionReader: sr}
+	if b := e.pack.view(); e.Off+e.Meta.Size <= int64(len(b)) {
+		o.mapped = b[e.Off : e.Off+e.Meta.Size : e.Off+e.Meta.Size]
+	}
+	return &m, o, true, nil
 }
 
 // touchPack renews a pack's time for Prune, at most once an hour.
@@ -262,7 +289,8 @@ func removePack(p string) error {
 }
 
 // Close closes the pack files and the lock file. The cache must not be
-// used after.
+// used after, and no response may still be reading from it: the packs'
+// mappings go too.
 func (c *Cache) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -270,6 +298,9 @@ func (c *Cache) Close() error {
 		c.lockFile.Close()
 	}
 	for _, p := range c.packs {
+		if p.mapped != nil {
+			unix.Munmap(p.mapped)
+		}
 		p.f.Close()
 		if p.idx != nil {
 			p.idx.Close()

@@ -2,14 +2,12 @@ package ksserve
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -325,6 +323,24 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// WriteFinal passes on the connection loop's single-write path.
+func (c *countingWriter) WriteFinal(p []byte) error {
+	fw, ok := c.ResponseWriter.(finalWriter)
+	if !ok {
+		_, err := c.Write(p)
+		return err
+	}
+	err := fw.WriteFinal(p)
+	if err == nil {
+		c.n += int64(len(p))
+	}
+	return err
+}
+
+// finalWriter is a ResponseWriter that can send the rest of a body with
+// the header in one write.
+type finalWriter interface{ WriteFinal(p []byte) error }
+
 // ReadFrom keeps sendfile(2) for cache hits.
 func (c *countingWriter) ReadFrom(r io.Reader) (int64, error) {
 	n, err := io.Copy(c.ResponseWriter, r)
@@ -334,25 +350,3 @@ func (c *countingWriter) ReadFrom(r io.Reader) (int64, error) {
 
 // Unwrap lets http.ResponseController reach the real writer.
 func (c *countingWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
-
-// Serve runs h on l until ctx ends, then shuts down: requests in flight
-// get up to grace to finish, and are cut off after that.
-func Serve(ctx context.Context, h http.Handler, l net.Listener, grace time.Duration) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), grace)
-		defer cancel()
-		if err := srv.Shutdown(sctx); err != nil {
-			srv.Close()
-		}
-	}()
-	err := srv.Serve(l)
-	if errors.Is(err, http.ErrServerClosed) {
-		<-done
-		return nil
-	}
-	return err
-}
