@@ -40,4 +40,16 @@
 // one-byte OFD record lock in the cache's lock file, at an offset from the
 // object's key), so a second process missing it at the same moment waits
 // and then serves the first one's copy instead of fetching it again.
+// Small objects share pack files, which a hit reads through a read-only
+// mapping rather than with a read(2) each.
+//
+// # Serving
+//
+// Server is an http.Handler and works under any server. Serve, which kiln
+// build and kiln serve use, runs it in a connection loop of its own for
+// the plain requests an installer makes (GET or HEAD, HTTP/1.1, no body):
+// a response's header and a small body leave in one writev(2), a large
+// body by sendfile(2). Every other request hands its connection to
+// net/http's server, bytes already read included, for the rest of the
+// connection's life.
 package ksserve
