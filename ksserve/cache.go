@@ -41,6 +41,7 @@ type Cache struct {
 	index       map[string]*packEntry    // objects in packs, by key
 	cur         *pack                    // this process's pack for new small objects
 	packsLoaded time.Time                // when the pack indexes were last read
+	packDirTime time.Time                // the pack directory's time when it was last listed
 
 	// Retries is how many times a failed upstream request is retried
 	// before any byte of it was sent on; default 2.
@@ -199,6 +200,7 @@ type fetch struct {
 	tmp       *os.File  // the temporary file, or the pack, being written
 	base      int64     // where the object starts in tmp (non-zero in a pack)
 	shared    bool      // tmp is a pack: not this fetch's to close
+	pack      *pack     // the pack, when shared
 
 	mu      sync.Mutex
 	cond    *sync.Cond
@@ -231,6 +233,8 @@ var errNotModified = errors.New("not modified")
 // a second process waits for the first to publish it and then serves it
 // from the cache (m and o, with a nil fetch) instead of fetching it again.
 // Within this process, requests join the running fetch as start does.
+// The fetch runs in the caller's goroutine (runInline): for a small
+// object, startMiss returns once it is in the cache.
 func (c *Cache) startMiss(key, url, want string) (f *fetch, m *entryMeta, o object, err error) {
 	c.mu.Lock()
 	for {
@@ -262,24 +266,26 @@ func (c *Cache) startMiss(key, url, want string) (f *fetch, m *entryMeta, o obje
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	// Another process may have fetched it since this one looked (the
+	// lock says it is not fetching it now): read what the others added
+	// to their packs, and look again.
+	c.mu.Lock()
+	c.loadPacks()
+	c.mu.Unlock()
 	m, o, err = c.lookup(key)
-	if err != nil {
-		// Another process may have packed it since this one read the
-		// pack indexes (the lock says it is not fetching it now): read
-		// what they added, and look again.
-		c.mu.Lock()
-		c.loadPacks()
-		c.mu.Unlock()
-		m, o, err = c.lookup(key)
-	}
 	if err == nil {
 		unlock()
 		return nil, m, o, nil
 	}
-	f = c.start(key, url, want, nil)
+	f, created := c.join(key, url, want)
+	if !created {
+		unlock()
+		return f, nil, nil, nil
+	}
 	f.mu.Lock()
 	f.unlock = unlock
 	f.mu.Unlock()
+	c.runInline(f)
 	return f, nil, nil, nil
 }
 
@@ -328,25 +334,63 @@ func (c *Cache) joinLocked(key string) *fetch {
 // start returns the fetch for key, starting one when none is running.
 // prev, when set, is the cached entry to revalidate against.
 func (c *Cache) start(key, url, want string, prev *entryMeta) *fetch {
+	f, created := c.join(key, url, want)
+	if created {
+		go c.run(f, prev)
+	}
+	return f
+}
+
+// join returns the running fetch for key with a reference taken for the
+// caller or, when none runs, a new one that the caller must run (created).
+func (c *Cache) join(key, url, want string) (f *fetch, created bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if f := c.joinLocked(key); f != nil {
-		return f
+		return f, false
 	}
-	// Two references: the caller's, and run's until the download ends.
-	f := &fetch{key: key, url: url, want: want, ready: make(chan struct{}), readers: 2}
+	// Two references: the caller's, and the runner's until the download
+	// ends.
+	f = &fetch{key: key, url: url, want: want, ready: make(chan struct{}), readers: 2}
 	f.cond = sync.NewCond(&f.mu)
 	c.inflight[key] = f
 	c.downloads.Add(1)
-	go c.run(f, prev)
-	return f
+	return f, true
 }
 
 // run downloads f. It is detached from any one client: if the first
 // client goes away, the others still get the object.
 func (c *Cache) run(f *fetch, prev *entryMeta) {
+	resp, err := c.begin(f, prev)
+	if err == nil {
+		err = c.fill(f, resp)
+	}
+	c.finish(f, err)
+}
+
+// runInline runs a new fetch f in the goroutine of the request that
+// started it: a small object (one that goes into a pack) to the end, a
+// large one up to the upstream's answer, its body then copied in a
+// goroutine of its own that the request follows. A miss on a small
+// package was mostly hand-offs between goroutines, each a wakeup of
+// another thread: to the fetch's goroutine and back at each step.
+// Requests that join f are served as from run.
+func (c *Cache) runInline(f *fetch) {
+	resp, err := c.begin(f, nil)
+	if err != nil {
+		c.finish(f, err)
+		return
+	}
+	if f.shared {
+		c.finish(f, c.fill(f, resp))
+		return
+	}
+	go func() { c.finish(f, c.fill(f, resp)) }()
+}
+
+// finish ends f with err, the result of its download.
+func (c *Cache) finish(f *fetch, err error) {
 	defer c.downloads.Done()
-	err := c.download(f, prev)
 	c.mu.Lock()
 	delete(c.inflight, f.key)
 	c.mu.Unlock()
@@ -356,8 +400,6 @@ func (c *Cache) run(f *fetch, prev *entryMeta) {
 		f.unlock()
 		f.unlock = nil
 	}
-	f.mu.Unlock()
-	f.mu.Lock()
 	f.done, f.err = true, err
 	f.cond.Broadcast()
 	f.mu.Unlock()
@@ -416,40 +458,42 @@ func (c *Cache) request(url string, prev *entryMeta) (*http.Response, error) {
 	return nil, lastErr
 }
 
-func (c *Cache) download(f *fetch, prev *entryMeta) (err error) {
+// begin makes f's request and prepares for its body: the response, whose
+// body fill reads, or an error (errNotModified for a current copy). Once
+// it returns without error, f is ready and started.
+func (c *Cache) begin(f *fetch, prev *entryMeta) (_ *http.Response, err error) {
 	resp, err := c.request(f.url, prev)
 	if err != nil {
-		return &upstreamError{url: f.url, err: err}
+		return nil, &upstreamError{url: f.url, err: err}
 	}
-	defer resp.Body.Close()
+	defer func() {
+		if err != nil {
+			resp.Body.Close()
+		}
+	}()
 	if resp.StatusCode == http.StatusNotModified && prev != nil {
 		f.meta = *prev
 		f.mu.Lock()
 		f.hit = true
 		f.mu.Unlock()
-		return errNotModified
+		return nil, errNotModified
 	}
 	if resp.StatusCode != http.StatusOK {
-		return &upstreamError{url: f.url, status: resp.StatusCode, err: fmt.Errorf("upstream answered %s", resp.Status)}
+		return nil, &upstreamError{url: f.url, status: resp.StatusCode, err: fmt.Errorf("upstream answered %s", resp.Status)}
 	}
 	packed := resp.ContentLength >= 0 && resp.ContentLength <= packMax
 	var p *pack
 	var tmp *os.File
 	if packed {
 		if p, f.base, err = c.reserve(resp.ContentLength); err != nil {
-			return fmt.Errorf("cache: %w", err)
+			return nil, fmt.Errorf("cache: %w", err)
 		}
-		tmp, f.shared = p.f, true
+		tmp, f.shared, f.pack = p.f, true, p
 	} else {
 		tmp, err = os.CreateTemp(filepath.Join(c.dir, "tmp"), "fetch-")
 		if err != nil {
-			return fmt.Errorf("cache: %w", err)
+			return nil, fmt.Errorf("cache: %w", err)
 		}
-		defer func() {
-			if err != nil {
-				os.Remove(tmp.Name())
-			}
-		}()
 	}
 	f.tmp = tmp
 	f.meta = entryMeta{URL: f.url, Size: resp.ContentLength, ETag: resp.Header.Get("ETag"),
@@ -458,7 +502,21 @@ func (c *Cache) download(f *fetch, prev *entryMeta) (err error) {
 	f.started = true
 	f.mu.Unlock()
 	f.markReady()
+	return resp, nil
+}
 
+// fill copies the body of f's response to the cache, checks it and
+// publishes it.
+func (c *Cache) fill(f *fetch, resp *http.Response) (err error) {
+	defer resp.Body.Close()
+	tmp, packed := f.tmp, f.shared
+	if !packed {
+		defer func() {
+			if err != nil {
+				os.Remove(tmp.Name())
+			}
+		}()
+	}
 	h := sha256.New()
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
@@ -501,7 +559,7 @@ func (c *Cache) download(f *fetch, prev *entryMeta) (err error) {
 	f.sum = sum
 	f.mu.Unlock()
 	if packed {
-		return c.commitPacked(f.key, p, f.base, final)
+		return c.commitPacked(f.key, f.pack, f.base, final)
 	}
 	// Publish: data first, then the metadata that makes it visible.
 	data := c.dataPath(f.key)

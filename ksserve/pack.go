@@ -6,10 +6,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -38,6 +40,10 @@ type pack struct {
 	// touched is when this process last saw or set the pack's time, so a
 	// hit need not fstat the pack to learn it is recent (c.mu guards it).
 	touched time.Time
+
+	// final says the pack's writer had exited when this process found
+	// it; done, that its index has been read since.
+	final, done bool
 
 	mapOnce sync.Once
 	mapped  []byte // the pack mapped read-only, or nil
@@ -75,27 +81,61 @@ const packRescan = 2 * time.Second
 
 // loadPacks reads every pack index it has not read yet, or the part of it
 // written since. Later lines win, so a refetched object replaces a
-// corrupt one. Callers hold c.mu.
+// corrupt one. A miss calls it, so it is cheap when nothing changed: the
+// directory is listed only when its time says a pack was added, and this
+// process's own indexes, whose lines it wrote, are never reread. Callers
+// hold c.mu.
 func (c *Cache) loadPacks() {
-	c.packsLoaded = time.Now()
-	idxs, _ := filepath.Glob(filepath.Join(c.packDir(), "*.idx"))
-	for _, idx := range idxs {
-		packPath := strings.TrimSuffix(idx, ".idx") + ".pack"
-		p := c.packs[packPath]
-		st, err := os.Stat(idx)
-		if err != nil || (p != nil && st.Size() == p.read) {
-			continue
-		}
-		if p == nil {
+	now := time.Now()
+	c.packsLoaded = now
+	st, err := os.Stat(c.packDir())
+	if err != nil {
+		return
+	}
+	// A pack made within the directory time's resolution of the last
+	// listing could hide behind an unchanged time: list again until the
+	// time is safely in the past.
+	if !st.ModTime().Equal(c.packDirTime) || now.Sub(st.ModTime()) < time.Second {
+		c.packDirTime = st.ModTime()
+		idxs, _ := filepath.Glob(filepath.Join(c.packDir(), "*.idx"))
+		for _, idx := range idxs {
+			packPath := strings.TrimSuffix(idx, ".idx") + ".pack"
+			if c.packs[packPath] != nil {
+				continue
+			}
 			f, err := os.Open(packPath)
 			if err != nil {
 				continue
 			}
-			p = &pack{path: packPath, f: f}
-			c.packs[packPath] = p
+			c.packs[packPath] = &pack{path: packPath, f: f, final: writerGone(packPath)}
 		}
-		c.readIndex(p, idx)
 	}
+	for path, p := range c.packs {
+		if p.idx != nil || p.done {
+			continue
+		}
+		idx := strings.TrimSuffix(path, ".pack") + ".idx"
+		if st, err := os.Stat(idx); err == nil && st.Size() != p.read {
+			c.readIndex(p, idx)
+		}
+		// Read once more after its writer is gone, then never again.
+		p.done = p.final
+	}
+}
+
+// writerGone reports whether the process that wrote a pack, named
+// pack-<time>-<pid>-<random>.pack, has exited, so the pack can no longer
+// grow. A reused pid only costs rereading.
+func writerGone(packPath string) bool {
+	parts := strings.Split(filepath.Base(packPath), "-")
+	if len(parts) != 4 {
+		return false
+	}
+	pid, err := strconv.Atoi(parts[2])
+	if err != nil || pid <= 0 {
+		return false
+	}
+	return errors.Is(unix.Kill(pid, 0), unix.ESRCH)
 }
 
 func (c *Cache) readIndex(p *pack, idxPath string) {
