@@ -68,6 +68,7 @@ func (s *Server) serveMirror(w http.ResponseWriter, r *http.Request, name, escap
 	s.mu.Lock()
 	pinned, isPinned := s.pinned[target]
 	want := s.expected[target]
+	urlKey, known := s.urlKeys[target]
 	s.mu.Unlock()
 	if isPinned {
 		s.record(name, rel, int64(len(pinned)), sha256hex(pinned), true)
@@ -75,7 +76,17 @@ func (s *Server) serveMirror(w http.ResponseWriter, r *http.Request, name, escap
 		http.ServeContent(w, r, path.Base(rel), time.Time{}, bytes.NewReader(pinned))
 		return
 	}
-	key := objectKey(target, want)
+	key := urlKey
+	switch {
+	case want != "":
+		key = objectKey(target, want)
+	case !known:
+		// Hashing the URL for its key is a tenth of a hit: once per URL.
+		key = objectKey(target, "")
+		s.mu.Lock()
+		s.urlKeys[target] = key
+		s.mu.Unlock()
+	}
 	meta, f, err := s.cfg.Cache.lookup(key)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		s.cfg.Log.Warn("cache entry is corrupt; fetching it again", "mirror", name, "path", rel, "err", err)
@@ -300,8 +311,22 @@ func (s *Server) headUpstream(w http.ResponseWriter, r *http.Request, target str
 
 func (s *Server) record(mirror, rel string, size int64, sha string, hit bool) {
 	s.mu.Lock()
-	s.objects = append(s.objects, ObjectRecord{Mirror: mirror, Path: rel, Size: size, SHA256: sha, Hit: hit})
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	id := objectID{mirror, rel}
+	o := s.objects[id]
+	if o == nil {
+		o = &ObjectRecord{Mirror: mirror, Path: rel, Hit: true}
+		s.objects[id] = o
+	}
+	o.Requests++
+	if hit {
+		o.Hits++
+	}
+	o.Hit = o.Hit && hit
+	if sha != "" {
+		// The latest: a revalidated object may have changed.
+		o.Size, o.SHA256 = size, sha
+	}
 }
 
 // afterFetch pins metadata for the rest of the build and, for repomd.xml,
@@ -431,9 +456,13 @@ func (s *Server) learnRepo(name, repomdURL string, data []byte) {
 
 // wholeObject reports whether r asks for the whole object with no
 // conditions, so a plain 200 is the right answer.
+var preconditions = []string{"Range", "If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since", "If-Range"}
+
 func wholeObject(r *http.Request) bool {
-	for _, h := range []string{"Range", "If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since", "If-Range"} {
-		if r.Header.Get(h) != "" {
+	// Indexing the map with canonical names skips Get's canonicalising,
+	// a measurable part of a hit.
+	for _, h := range preconditions {
+		if len(r.Header[h]) > 0 && r.Header[h][0] != "" {
 			return false
 		}
 	}

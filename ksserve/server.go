@@ -51,13 +51,15 @@ const MaxReport = 16 << 20
 type Server struct {
 	cfg     Config
 	token   string
+	prefix  string // "/TOKEN/"
 	mirrors map[string]*url.URL
 	files   *os.Root
 
 	mu       sync.Mutex
 	pinned   map[string][]byte // metadata served in this build, by URL
 	expected map[string]string // sha256 of objects repo metadata lists, by URL
-	objects  []ObjectRecord
+	urlKeys  map[string]string // the cache keys of objects named by URL
+	objects  map[objectID]*ObjectRecord
 
 	reports map[string][]byte
 
@@ -67,14 +69,25 @@ type Server struct {
 	requests      atomic.Uint64
 }
 
-// ObjectRecord is one object the proxy served.
+// ObjectRecord is one object the proxy served, however many times.
+// Records are per object, not per request, so that a kiln serve that runs
+// for weeks holds one per object of its mirrors, not one per request.
 type ObjectRecord struct {
 	Mirror string `json:"mirror"`
 	Path   string `json:"path"`
 	Size   int64  `json:"size"`
 	SHA256 string `json:"sha256"`
-	Hit    bool   `json:"hit"`
+	// Hit says every request for it was served from the cache: nothing
+	// of it came from upstream.
+	Hit bool `json:"hit"`
+	// Requests counts the requests for it, Hits those served from the
+	// cache.
+	Requests int `json:"requests"`
+	Hits     int `json:"hits"`
 }
+
+// objectID names an object in the records.
+type objectID struct{ mirror, path string }
 
 // Stats is the proxy's accounting for a build.
 type Stats struct {
@@ -87,7 +100,8 @@ var mirrorName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 
 // New checks cfg and returns a Server.
 func New(cfg Config) (*Server, error) {
-	s := &Server{cfg: cfg, mirrors: map[string]*url.URL{}, pinned: map[string][]byte{}, expected: map[string]string{}}
+	s := &Server{cfg: cfg, mirrors: map[string]*url.URL{}, pinned: map[string][]byte{}, expected: map[string]string{},
+		objects: map[objectID]*ObjectRecord{}, urlKeys: map[string]string{}}
 	if s.cfg.Log == nil {
 		s.cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -99,6 +113,7 @@ func New(cfg Config) (*Server, error) {
 		}
 		s.token = hex.EncodeToString(b)
 	}
+	s.prefix = "/" + s.token + "/"
 	for name, raw := range cfg.Mirrors {
 		if !mirrorName.MatchString(name) {
 			return nil, fmt.Errorf("mirror name %q: use letters, digits, '.', '_' and '-'", name)
@@ -162,8 +177,16 @@ func (s *Server) Activity() uint64 { return s.servedBytes.Load() + s.requests.Lo
 func (s *Server) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	objs := append([]ObjectRecord(nil), s.objects...)
-	sort.SliceStable(objs, func(i, j int) bool { return objs[i].Mirror+objs[i].Path < objs[j].Mirror+objs[j].Path })
+	objs := make([]ObjectRecord, 0, len(s.objects))
+	for _, o := range s.objects {
+		objs = append(objs, *o)
+	}
+	sort.Slice(objs, func(i, j int) bool {
+		if objs[i].Mirror != objs[j].Mirror {
+			return objs[i].Mirror < objs[j].Mirror
+		}
+		return objs[i].Path < objs[j].Path
+	})
 	return Stats{UpstreamBytes: s.upstreamBytes.Load(), CacheBytes: s.cacheBytes.Load(), Objects: objs}
 }
 
@@ -174,7 +197,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rw := &countingWriter{ResponseWriter: w, status: http.StatusOK}
 	route := s.route(rw, r)
 	s.servedBytes.Add(uint64(rw.n))
-	s.cfg.Log.Debug("request", "method", r.Method, "route", route, "status", rw.status, "bytes", rw.n, "ms", time.Since(start).Milliseconds())
+	// Building the arguments costs allocations even when the line is
+	// dropped: ask first.
+	if s.cfg.Log.Enabled(r.Context(), slog.LevelDebug) {
+		s.cfg.Log.Debug("request", "method", r.Method, "route", route, "status", rw.status, "bytes", rw.n, "ms", time.Since(start).Milliseconds())
+	}
 }
 
 // ReportPath is the path a report named name is POSTed to.
@@ -220,12 +247,12 @@ func (s *Server) route(w *countingWriter, r *http.Request) string {
 	// Work on the raw path: an encoded slash or dot must not become a
 	// separator after the routing decision.
 	raw := r.URL.EscapedPath()
-	prefix := "/" + s.token + "/"
-	if !strings.HasPrefix(raw, prefix) {
+	rest, ok := strings.CutPrefix(raw, s.prefix)
+	if !ok {
 		http.NotFound(w, r)
 		return "unknown"
 	}
-	if name, ok := strings.CutPrefix(raw, prefix+"report/"); ok {
+	if name, ok := strings.CutPrefix(rest, "report/"); ok {
 		s.receiveReport(w, r, name)
 		return "report"
 	}
@@ -233,7 +260,6 @@ func (s *Server) route(w *countingWriter, r *http.Request) string {
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return "method"
 	}
-	rest := raw[len(prefix):]
 	switch {
 	case rest == "ks.cfg":
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
