@@ -32,16 +32,17 @@ type Cache struct {
 	// before the download has published its entry.
 	downloads sync.WaitGroup
 
-	mu          sync.Mutex
-	inflight    map[string]*fetch
-	locking     map[string]chan struct{} // misses taking an object's lock, closed when done
-	verified    map[string]verifiedStamp // objects whose sha256 was checked by this process
-	metas       map[string]*entryMeta    // their metadata, so a hit reads no JSON
-	packs       map[string]*pack         // pack files known, by path
-	index       map[string]*packEntry    // objects in packs, by key
-	cur         *pack                    // this process's pack for new small objects
-	packsLoaded time.Time                // when the pack indexes were last read
-	packDirTime time.Time                // the pack directory's time when it was last listed
+	mu            sync.Mutex
+	inflight      map[string]*fetch
+	locking       map[string]chan struct{} // misses taking an object's lock, closed when done
+	verified      map[string]verifiedStamp // objects whose sha256 was checked by this process
+	metas         map[string]*entryMeta    // their metadata, so a hit reads no JSON
+	packs         map[string]*pack         // pack files known, by path
+	index         map[string]*packEntry    // objects in packs, by key
+	cur           *pack                    // this process's pack for new small objects
+	packsLoaded   time.Time                // when the pack indexes were last read
+	packDirTime   time.Time                // the pack directory's time when it was last listed
+	packDirListed time.Time                // when that was
 
 	// Retries is how many times a failed upstream request is retried
 	// before any byte of it was sent on; default 2.

@@ -75,6 +75,10 @@ type packEntry struct {
 
 func (c *Cache) packDir() string { return filepath.Join(c.dir, "packs") }
 
+// packDirTick bounds the granularity of a directory's time: the kernel's
+// coarse clock, a few milliseconds.
+const packDirTick = 50 * time.Millisecond
+
 // packRescan is how often a miss may look for objects other processes
 // added to their packs.
 const packRescan = 2 * time.Second
@@ -92,11 +96,12 @@ func (c *Cache) loadPacks() {
 	if err != nil {
 		return
 	}
-	// A pack made within the directory time's resolution of the last
-	// listing could hide behind an unchanged time: list again until the
-	// time is safely in the past.
-	if !st.ModTime().Equal(c.packDirTime) || now.Sub(st.ModTime()) < time.Second {
-		c.packDirTime = st.ModTime()
+	// A pack made in the same clock tick as the listing that saw this
+	// time would not change it: list again until a listing has happened
+	// safely after the time. (On a file system with coarser times a pack
+	// can be seen late, which costs a second fetch, nothing worse.)
+	if !st.ModTime().Equal(c.packDirTime) || c.packDirListed.Sub(st.ModTime()) < packDirTick {
+		c.packDirTime, c.packDirListed = st.ModTime(), now
 		idxs, _ := filepath.Glob(filepath.Join(c.packDir(), "*.idx"))
 		for _, idx := range idxs {
 			packPath := strings.TrimSuffix(idx, ".idx") + ".pack"
