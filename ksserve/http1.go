@@ -71,6 +71,7 @@ func Serve(ctx context.Context, h http.Handler, l net.Listener, grace time.Durat
 // net/http server it hands the others to.
 type connServer struct {
 	h        http.Handler
+	date     dateCache
 	fallback *http.Server
 	handoff  *chanListener
 
@@ -183,7 +184,8 @@ func (s *connServer) serveConn(c net.Conn) {
 	// hit is a few microseconds of work, and allocations are a tenth.
 	ctx, cancel := context.WithCancel(s.ctx)
 	defer cancel()
-	w := &response{header: http.Header{}}
+	w := &response{header: http.Header{}, date: &s.date}
+	remote := c.RemoteAddr().String()
 	rec := &recorder{r: c}
 	br := bufio.NewReaderSize(rec, 16<<10)
 	// Setting a deadline costs a timer update; on a busy connection the
@@ -222,7 +224,7 @@ func (s *connServer) serveConn(c net.Conn) {
 		}
 		// A plain request has no body, so the handler never reads from c
 		// and the read deadline cannot cut it off.
-		if !s.serveRequest(ctx, c, w, req) {
+		if !s.serveRequest(ctx, c, remote, w, req) {
 			c.Close()
 			return
 		}
@@ -238,16 +240,17 @@ func plain(req *http.Request) bool {
 	return req.ProtoMajor == 1 && req.ProtoMinor == 1 &&
 		(req.Method == http.MethodGet || req.Method == http.MethodHead) &&
 		req.ContentLength == 0 && len(req.TransferEncoding) == 0 && req.Host != "" &&
-		req.Header.Get("Expect") == "" && req.Header.Get("Upgrade") == ""
+		len(req.Header["Expect"]) == 0 && len(req.Header["Upgrade"]) == 0
 }
 
 // serveRequest runs the handler and reports whether the connection may
 // carry another request.
-func (s *connServer) serveRequest(ctx context.Context, c net.Conn, w *response, req *http.Request) (keep bool) {
+func (s *connServer) serveRequest(ctx context.Context, c net.Conn, remote string, w *response, req *http.Request) (keep bool) {
 	req = req.WithContext(ctx)
-	req.RemoteAddr = c.RemoteAddr().String()
+	req.RemoteAddr = remote
 	clear(w.header)
-	*w = response{conn: c, head: req.Method == http.MethodHead, header: w.header, declared: -1, closeAfter: req.Close}
+	*w = response{conn: c, head: req.Method == http.MethodHead, header: w.header, hdr: w.hdr[:0], date: w.date,
+		declared: -1, closeAfter: req.Close}
 	defer w.release()
 	defer func() {
 		if v := recover(); v != nil {
@@ -283,7 +286,26 @@ type response struct {
 	written     int64   // body bytes the handler wrote
 	chunked     bool
 	closeAfter  bool
-	err         error // the first write error; the connection is done
+	err         error      // the first write error; the connection is done
+	hdr         []byte     // the header being sent, kept for the next response
+	date        *dateCache // the server's
+}
+
+// dateCache formats the Date field once a second, not once a response.
+type dateCache struct {
+	mu   sync.Mutex
+	sec  int64
+	text string
+}
+
+func (d *dateCache) now() string {
+	now := time.Now()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if sec := now.Unix(); sec != d.sec {
+		d.sec, d.text = sec, now.UTC().Format(http.TimeFormat)
+	}
+	return d.text
 }
 
 var respPool = sync.Pool{New: func() any { b := make([]byte, 0, respBuffer); return &b }}
@@ -439,18 +461,17 @@ func (w *response) commit(final bool, extra []byte) error {
 		h.Set("Connection", "close")
 	}
 	if _, ok := h["Date"]; !ok {
-		h.Set("Date", time.Now().UTC().Format(http.TimeFormat))
+		h["Date"] = []string{w.date.now()}
 	}
-	var hb bytes.Buffer
-	hb.Grow(512)
-	hb.WriteString("HTTP/1.1 ")
-	hb.WriteString(strconv.Itoa(w.status))
-	hb.WriteByte(' ')
-	hb.WriteString(http.StatusText(w.status))
-	hb.WriteString("\r\n")
-	writeFields(&hb, h)
-	hb.WriteString("\r\n")
-	bufs := net.Buffers{hb.Bytes()}
+	hb := append(w.hdr[:0], "HTTP/1.1 "...)
+	hb = strconv.AppendInt(hb, int64(w.status), 10)
+	hb = append(hb, ' ')
+	hb = append(hb, http.StatusText(w.status)...)
+	hb = append(hb, "\r\n"...)
+	hb = appendFields(hb, h)
+	hb = append(hb, "\r\n"...)
+	w.hdr = hb
+	bufs := net.Buffers{hb}
 	if w.chunked {
 		if n := len(held) + len(extra); n > 0 {
 			bufs = append(bufs, []byte(strconv.FormatInt(int64(n), 16)+"\r\n"), held, extra, []byte("\r\n"))
@@ -468,25 +489,26 @@ func (w *response) commit(final bool, extra []byte) error {
 	return nil
 }
 
-// writeFields writes h's fields. Unlike http.Header.Write it does not
+// appendFields appends h's fields. Unlike http.Header.Write it does not
 // sort them, which a hit would pay for; like it, it keeps a handler's
 // value from starting a field of its own, and drops a name that is not a
 // token.
-func writeFields(b *bytes.Buffer, h http.Header) {
+func appendFields(b []byte, h http.Header) []byte {
 	for k, vs := range h {
 		if k == "" || strings.ContainsFunc(k, func(r rune) bool { return r <= ' ' || r >= 0x7f || r == ':' }) {
 			continue
 		}
 		for _, v := range vs {
-			b.WriteString(k)
-			b.WriteString(": ")
+			b = append(b, k...)
+			b = append(b, ": "...)
 			if strings.ContainsAny(v, "\r\n") {
 				v = strings.NewReplacer("\r", " ", "\n", " ").Replace(v)
 			}
-			b.WriteString(strings.TrimSpace(v))
-			b.WriteString("\r\n")
+			b = append(b, strings.TrimSpace(v)...)
+			b = append(b, "\r\n"...)
 		}
 	}
+	return b
 }
 
 // send writes p after the header is out.
