@@ -42,7 +42,7 @@ func NewUpstreamClient(caFile string) (*http.Client, error) {
 		DisableCompression: true,
 	}
 	return &http.Client{
-		Transport: tr,
+		Transport: newTransport(tr),
 		// A redirect may change the scheme or path, but never leave the
 		// host the user configured.
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
