@@ -84,11 +84,11 @@ const packDirTick = 50 * time.Millisecond
 const packRescan = 2 * time.Second
 
 // loadPacks reads every pack index it has not read yet, or the part of it
-// written since. Later lines win, so a refetched object replaces a
-// corrupt one. A miss calls it, so it is cheap when nothing changed: the
-// directory is listed only when its time says a pack was added, and this
-// process's own indexes, whose lines it wrote, are never reread. Callers
-// hold c.mu.
+// written since. The most recently fetched copy of an object wins, so a
+// refetched object replaces a corrupt one. A miss calls it, so it is cheap
+// when nothing changed: the directory is listed only when its time says a
+// pack was added, and this process's own indexes, whose lines it wrote,
+// are never reread. Callers hold c.mu.
 func (c *Cache) loadPacks() {
 	now := time.Now()
 	c.packsLoaded = now
@@ -167,6 +167,11 @@ func (c *Cache) readIndex(p *pack, idxPath string) {
 		p.read += int64(len(line))
 		var e packEntry
 		if json.Unmarshal(line, &e) != nil || e.Off < 0 || e.Meta.Size < 0 || e.Off+e.Meta.Size > st.Size() {
+			continue
+		}
+		if old := c.index[e.Key]; old != nil && old.Meta.Fetched.After(e.Meta.Fetched) {
+			// Packs are read in no particular order: the newer copy wins,
+			// wherever it is.
 			continue
 		}
 		e.pack = p
