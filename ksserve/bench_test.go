@@ -194,7 +194,6 @@ func (e *benchEnv) fetchAllQuery(b *testing.B, base string, set objectSet, conc 
 	return total
 }
 
-// kilnServer starts a kiln proxy for the upstream on loopback.
 // kilnServer runs kiln's mirror proxy on cacheDir as nginx runs: in a
 // process of its own (kiln serve), not in the benchmark's, whose client
 // would otherwise share its scheduler and cores. It returns the proxy's

@@ -200,8 +200,7 @@ type fetch struct {
 	meta      entryMeta // valid after ready when started
 	tmp       *os.File  // the temporary file, or the pack, being written
 	base      int64     // where the object starts in tmp (non-zero in a pack)
-	shared    bool      // tmp is a pack: not this fetch's to close
-	pack      *pack     // the pack, when shared
+	pack      *pack     // the pack tmp is, or nil: a pack is not this fetch's to close
 
 	mu      sync.Mutex
 	cond    *sync.Cond
@@ -378,15 +377,14 @@ func (c *Cache) run(f *fetch, prev *entryMeta) {
 // Requests that join f are served as from run.
 func (c *Cache) runInline(f *fetch) {
 	resp, err := c.begin(f, nil)
-	if err != nil {
-		c.finish(f, err)
+	if err == nil && f.pack == nil {
+		go func() { c.finish(f, c.fill(f, resp)) }()
 		return
 	}
-	if f.shared {
-		c.finish(f, c.fill(f, resp))
-		return
+	if err == nil {
+		err = c.fill(f, resp)
 	}
-	go func() { c.finish(f, c.fill(f, resp)) }()
+	c.finish(f, err)
 }
 
 // finish ends f with err, the result of its download.
@@ -416,7 +414,7 @@ func (f *fetch) release() {
 	f.readers--
 	last := f.readers == 0 && f.done
 	f.mu.Unlock()
-	if last && f.tmp != nil && !f.shared {
+	if last && f.tmp != nil && f.pack == nil {
 		f.tmp.Close()
 	}
 }
@@ -489,7 +487,7 @@ func (c *Cache) begin(f *fetch, prev *entryMeta) (_ *http.Response, err error) {
 		if p, f.base, err = c.reserve(resp.ContentLength); err != nil {
 			return nil, fmt.Errorf("cache: %w", err)
 		}
-		tmp, f.shared, f.pack = p.f, true, p
+		tmp, f.pack = p.f, p
 	} else {
 		tmp, err = os.CreateTemp(filepath.Join(c.dir, "tmp"), "fetch-")
 		if err != nil {
@@ -510,7 +508,7 @@ func (c *Cache) begin(f *fetch, prev *entryMeta) (_ *http.Response, err error) {
 // publishes it.
 func (c *Cache) fill(f *fetch, resp *http.Response) (err error) {
 	defer resp.Body.Close()
-	tmp, packed := f.tmp, f.shared
+	tmp, packed := f.tmp, f.pack != nil
 	if !packed {
 		defer func() {
 			if err != nil {
@@ -618,7 +616,7 @@ func (f *fetch) copyTo(ctx context.Context, w io.Writer) (int64, error) {
 	// descriptor of the file being written gives it one, renamed or not.
 	// A small object in a pack is not worth the open(2).
 	var own *os.File
-	if _, ok := w.(io.ReaderFrom); ok && f.tmp != nil && !f.shared {
+	if _, ok := w.(io.ReaderFrom); ok && f.tmp != nil && f.pack == nil {
 		own, _ = os.Open(fmt.Sprintf("/proc/self/fd/%d", f.tmp.Fd()))
 		if own != nil {
 			defer own.Close()

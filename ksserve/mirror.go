@@ -315,14 +315,13 @@ func (s *Server) record(mirror, rel string, size int64, sha string, hit bool) {
 	id := objectID{mirror, rel}
 	o := s.objects[id]
 	if o == nil {
-		o = &ObjectRecord{Mirror: mirror, Path: rel, Hit: true}
+		o = &ObjectRecord{Mirror: mirror, Path: rel}
 		s.objects[id] = o
 	}
 	o.Requests++
 	if hit {
 		o.Hits++
 	}
-	o.Hit = o.Hit && hit
 	if sha != "" {
 		// The latest: a revalidated object may have changed.
 		o.Size, o.SHA256 = size, sha

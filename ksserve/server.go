@@ -179,7 +179,9 @@ func (s *Server) Stats() Stats {
 	defer s.mu.Unlock()
 	objs := make([]ObjectRecord, 0, len(s.objects))
 	for _, o := range s.objects {
-		objs = append(objs, *o)
+		r := *o
+		r.Hit = r.Hits == r.Requests
+		objs = append(objs, r)
 	}
 	sort.Slice(objs, func(i, j int) bool {
 		if objs[i].Mirror != objs[j].Mirror {
