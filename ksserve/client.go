@@ -30,9 +30,10 @@ func NewUpstreamClient(caFile string) (*http.Client, error) {
 		}
 		tlsConf.RootCAs = pool
 	}
+	dialer := &net.Dialer{Timeout: 15 * time.Second, KeepAlive: 30 * time.Second}
 	tr := &http.Transport{
 		Proxy:                 nil, // the proxy talks to the configured upstreams only, directly
-		DialContext:           (&net.Dialer{Timeout: 15 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:           dialer.DialContext,
 		TLSClientConfig:       tlsConf,
 		TLSHandshakeTimeout:   15 * time.Second,
 		ResponseHeaderTimeout: upstreamTimeout,
@@ -42,7 +43,7 @@ func NewUpstreamClient(caFile string) (*http.Client, error) {
 		DisableCompression: true,
 	}
 	return &http.Client{
-		Transport: newTransport(tr),
+		Transport: newTransport(tr, dialer),
 		// A redirect may change the scheme or path, but never leave the
 		// host the user configured.
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {

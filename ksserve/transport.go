@@ -43,12 +43,12 @@ type upConn struct {
 	used  bool      // it has carried a request before this one
 }
 
-func newTransport(fallback *http.Transport) *transport {
+func newTransport(fallback *http.Transport, dialer *net.Dialer) *transport {
 	conf := fallback.TLSClientConfig.Clone()
 	conf.NextProtos = []string{"http/1.1"}
 	return &transport{
 		fallback: fallback,
-		dialer:   &net.Dialer{Timeout: 15 * time.Second, KeepAlive: 30 * time.Second},
+		dialer:   dialer,
 		tls:      conf,
 		idle:     map[string][]*upConn{},
 	}
