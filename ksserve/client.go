@@ -36,14 +36,14 @@ func NewUpstreamClient(caFile string) (*http.Client, error) {
 		DialContext:           dialer.DialContext,
 		TLSClientConfig:       tlsConf,
 		TLSHandshakeTimeout:   15 * time.Second,
-		ResponseHeaderTimeout: upstreamTimeout,
+		ResponseHeaderTimeout: 60 * time.Second,
 		MaxIdleConnsPerHost:   32,
 		IdleConnTimeout:       90 * time.Second,
 		// Keep RPMs byte-exact: no transparent gzip.
 		DisableCompression: true,
 	}
 	return &http.Client{
-		Transport: newTransport(tr, dialer),
+		Transport: tr,
 		// A redirect may change the scheme or path, but never leave the
 		// host the user configured.
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {

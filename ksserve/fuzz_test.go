@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/kiln-build/kiln/ksserve/cache"
 )
 
 // FuzzPaths throws arbitrary request paths at a server with a files
@@ -32,9 +34,8 @@ func FuzzPaths(f *testing.F) {
 	}))
 	defer up.Close()
 	client, _ := NewUpstreamClient("")
-	cache, _ := OpenCache(f.TempDir(), client)
-	cache.Retries = 0
-	srv, err := New(Config{Kickstart: []byte("ks"), FilesDir: root, Mirrors: map[string]string{"m": up.URL + "/base/"}, Cache: cache, Token: "tok"})
+	mc, _ := cache.Open(f.TempDir(), client, cache.WithRetries(0, 0))
+	srv, err := New(Config{Kickstart: []byte("ks"), FilesDir: root, Mirrors: map[string]string{"m": up.URL + "/base/"}, Cache: mc, Token: "tok"})
 	if err != nil {
 		f.Fatal(err)
 	}

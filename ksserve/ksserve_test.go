@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/kiln-build/kiln/internal/testutil"
+	"github.com/kiln-build/kiln/ksserve/cache"
 	"github.com/kiln-build/kiln/pkg/kickstart"
 )
 
@@ -28,9 +29,9 @@ const secretKS = "rootpw --plaintext hunter2-SECRET\ntext\n"
 
 type env struct {
 	up    *upstream
-	cache *Cache
+	cache *cache.Cache
 	srv   *Server
-	ts    *httptest.Server
+	ts    *liveServer
 	logs  *lockedWriter
 }
 
@@ -42,6 +43,11 @@ func newEnv(t *testing.T, cacheDir string, mutate ...func(*Config)) *env {
 
 func newEnvWith(t *testing.T, up *upstream, cacheDir string, mutate ...func(*Config)) *env {
 	t.Helper()
+	return newEnvRetries(t, up, cacheDir, 2, mutate...)
+}
+
+func newEnvRetries(t *testing.T, up *upstream, cacheDir string, retries int, mutate ...func(*Config)) *env {
+	t.Helper()
 	if cacheDir == "" {
 		cacheDir = t.TempDir()
 	}
@@ -49,12 +55,12 @@ func newEnvWith(t *testing.T, up *upstream, cacheDir string, mutate ...func(*Con
 	if err != nil {
 		t.Fatal(err)
 	}
-	cache, err := OpenCache(cacheDir, client)
+	mc, err := cache.Open(cacheDir, client, cache.WithRetries(retries, 10*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
 	logs := &lockedWriter{w: &bytes.Buffer{}}
-	cfg := Config{Kickstart: []byte(secretKS), Mirrors: map[string]string{"BaseOS": up.URL + "/rocky/9/BaseOS/x86_64/os/"}, Cache: cache,
+	cfg := Config{Kickstart: []byte(secretKS), Mirrors: map[string]string{"BaseOS": up.URL + "/rocky/9/BaseOS/x86_64/os/"}, Cache: mc,
 		Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
 	for _, m := range mutate {
 		m(&cfg)
@@ -63,9 +69,8 @@ func newEnvWith(t *testing.T, up *upstream, cacheDir string, mutate ...func(*Con
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewServer(srv)
-	t.Cleanup(ts.Close)
-	return &env{up: up, cache: cache, srv: srv, ts: ts, logs: logs}
+	ts := startServer(t, srv)
+	return &env{up: up, cache: mc, srv: srv, ts: ts, logs: logs}
 }
 
 type lockedWriter struct {
@@ -150,7 +155,7 @@ func TestHitAndMiss(t *testing.T) {
 		t.Errorf("recorded %+v", st.Objects[0])
 	}
 	// A second build on the same cache fetches nothing.
-	e2 := newEnvWith(t, e.up, e.cache.dir)
+	e2 := newEnvWith(t, e.up, e.cache.Dir())
 	e2.get(t, e2.mirror("Packages/a-1.0-1.x86_64.rpm"))
 	if st := e2.srv.Stats(); st.UpstreamBytes != 0 || e.up.count(base+"Packages/a-1.0-1.x86_64.rpm") != 1 {
 		t.Errorf("second build: %+v", st)
@@ -171,13 +176,13 @@ func TestRevalidateAndPin(t *testing.T) {
 		t.Errorf("upstream asked %d times within one build", n)
 	}
 	// The next build revalidates and sees the change.
-	e2 := newEnvWith(t, e.up, e.cache.dir)
+	e2 := newEnvWith(t, e.up, e.cache.Dir())
 	_, next := e2.get(t, e2.mirror("repodata/repomd.xml"))
 	if bytes.Equal(next, first) {
 		t.Error("the next build still sees the old repomd.xml")
 	}
 	// And a build after that gets a 304 and serves from the cache.
-	e3 := newEnvWith(t, e.up, e.cache.dir)
+	e3 := newEnvWith(t, e.up, e.cache.Dir())
 	_, last := e3.get(t, e3.mirror("repodata/repomd.xml"))
 	if !bytes.Equal(last, next) || e.up.cond304[base+"repodata/repomd.xml"] != 1 {
 		t.Errorf("revalidation: 304s %d", e.up.cond304[base+"repodata/repomd.xml"])
@@ -237,10 +242,11 @@ func TestConcurrentClientsOneFetch(t *testing.T) {
 	}
 }
 
-func cacheEmpty(t *testing.T, c *Cache) {
+func cacheEmpty(t *testing.T, c *cache.Cache) {
 	t.Helper()
+	c.Wait()
 	_, n, _ := c.Size()
-	tmps, _ := os.ReadDir(filepath.Join(c.dir, "tmp"))
+	tmps, _ := os.ReadDir(filepath.Join(c.Dir(), "tmp"))
 	if n != 0 || len(tmps) != 0 {
 		t.Errorf("cache holds %d objects and %d temporaries", n, len(tmps))
 	}
@@ -293,7 +299,8 @@ func TestWrongChecksum(t *testing.T) {
 	if code, _ := e.get(t, e.mirror("Packages/evil.rpm")); code == 200 {
 		t.Error("an RPM whose sha256 differs from primary.xml was served as complete")
 	}
-	if _, _, err := e.cache.lookup(objectKey("", sum([]byte("genuine")))); err == nil {
+	e.cache.Wait()
+	if _, err := os.Stat(entryPath(e.cache, cache.Key("", sum([]byte("genuine"))))); err == nil {
 		t.Error("the tampered RPM entered the cache")
 	}
 	if !strings.Contains(e.logs.String(), "does not match the repository metadata") {
@@ -306,10 +313,10 @@ func TestCorruptEntryIsFetchedAgain(t *testing.T) {
 	rpm := []byte("a perfectly good rpm")
 	e.up.set(base+"Packages/c.rpm", rpm)
 	e.get(t, e.mirror("Packages/c.rpm"))
-	e.cache.downloads.Wait()
-	corrupt(t, e.cache, objectKey(e.up.URL+base+"Packages/c.rpm", ""))
+	e.cache.Wait()
+	corrupt(t, e.cache, cache.Key(e.up.URL+base+"Packages/c.rpm", ""))
 	// A new process (a new Cache) checks each entry once.
-	e2 := newEnvWith(t, e.up, e.cache.dir)
+	e2 := newEnvWith(t, e.up, e.cache.Dir())
 	code, body := e2.get(t, e2.mirror("Packages/c.rpm"))
 	if code != 200 || !bytes.Equal(body, rpm) {
 		t.Errorf("got %d %q", code, body)
@@ -319,35 +326,33 @@ func TestCorruptEntryIsFetchedAgain(t *testing.T) {
 	}
 }
 
-// corrupt flips the first byte of a cached object, in its own file or in
-// its pack.
-func corrupt(t *testing.T, c *Cache, key string) {
+// entryPath is where the cache keeps key's bytes.
+func entryPath(c *cache.Cache, key string) string {
+	return filepath.Join(c.Dir(), "objects", key[len(key)-2:], key)
+}
+
+// corrupt flips the first byte of a cached object.
+func corrupt(t *testing.T, c *cache.Cache, key string) {
 	t.Helper()
-	path, off := c.dataPath(key), int64(0)
-	c.mu.Lock()
-	if e := c.index[key]; e != nil {
-		path, off = e.pack.path, e.Off
-	}
-	c.mu.Unlock()
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	f, err := os.OpenFile(entryPath(c, key), os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
 	b := make([]byte, 1)
-	f.ReadAt(b, off)
+	f.ReadAt(b, 0)
 	b[0] ^= 0xff
-	f.WriteAt(b, off)
+	f.WriteAt(b, 0)
 }
 
 func TestLargeCorruptEntryIsFetchedAgain(t *testing.T) {
 	e := newEnv(t, "")
-	rpm := bytes.Repeat([]byte("big"), 1<<20) // over packMax: a file of its own
+	rpm := bytes.Repeat([]byte("big"), 1<<20)
 	e.up.set(base+"Packages/big.rpm", rpm)
 	e.get(t, e.mirror("Packages/big.rpm"))
-	e.cache.downloads.Wait()
-	corrupt(t, e.cache, objectKey(e.up.URL+base+"Packages/big.rpm", ""))
-	e2 := newEnvWith(t, e.up, e.cache.dir)
+	e.cache.Wait()
+	corrupt(t, e.cache, cache.Key(e.up.URL+base+"Packages/big.rpm", ""))
+	e2 := newEnvWith(t, e.up, e.cache.Dir())
 	if code, body := e2.get(t, e2.mirror("Packages/big.rpm")); code != 200 || !bytes.Equal(body, rpm) {
 		t.Errorf("got %d, %d bytes", code, len(body))
 	}
@@ -363,7 +368,7 @@ func TestOffline(t *testing.T) {
 	e.get(t, e.mirror("Packages/o.rpm"))
 	e.get(t, e.mirror(".treeinfo"))
 	e.up.Close() // the mirror is gone
-	off := newEnvWith(t, e.up, e.cache.dir, func(c *Config) { c.Offline = true })
+	off := newEnvWith(t, e.up, e.cache.Dir(), func(c *Config) { c.Offline = true })
 	if code, body := off.get(t, off.mirror("Packages/o.rpm")); code != 200 || string(body) != "offline rpm" {
 		t.Errorf("offline hit: %d %q", code, body)
 	}
@@ -381,9 +386,8 @@ func TestOffline(t *testing.T) {
 }
 
 func TestUpstreamErrors(t *testing.T) {
-	e := newEnv(t, "")
+	e := newEnvRetries(t, newUpstream(t), "", 1)
 	e.up.misbehave[base+"boom"] = func(w http.ResponseWriter, r *http.Request) { http.Error(w, "kaboom", 500) }
-	e.cache.Retries = 1
 	code, body := e.get(t, e.mirror("boom"))
 	if code != 502 || !strings.Contains(string(body), "500") {
 		t.Errorf("upstream 500: %d %q", code, body)
@@ -391,8 +395,7 @@ func TestUpstreamErrors(t *testing.T) {
 	if code, _ := e.get(t, e.mirror("nonexistent")); code != 404 {
 		t.Errorf("upstream 404: %d", code)
 	}
-	dead := newEnv(t, "", func(c *Config) { c.Mirrors = map[string]string{"BaseOS": "http://127.0.0.1:1/"} })
-	dead.cache.Retries = 0
+	dead := newEnvRetries(t, newUpstream(t), "", 0, func(c *Config) { c.Mirrors = map[string]string{"BaseOS": "http://127.0.0.1:1/"} })
 	code, body = dead.get(t, dead.mirror("x.rpm"))
 	if code != 502 || !strings.Contains(string(body), "connect") {
 		t.Errorf("unreachable upstream: %d %q", code, body)
@@ -446,7 +449,7 @@ func TestNotAnOpenProxy(t *testing.T) {
 		}
 	}
 	// An absolute-form request, as a forward proxy would get, is not forwarded.
-	conn, err := net.Dial("tcp", e.ts.Listener.Addr().String())
+	conn, err := net.Dial("tcp", e.ts.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -498,10 +501,9 @@ func TestHTTPSUpstreamWithCA(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cache, _ := OpenCache(t.TempDir(), client)
-		cache.Retries = 0
-		srv, _ := New(Config{Mirrors: map[string]string{"m": tls.URL + "/"}, Cache: cache})
-		ts := httptest.NewServer(srv)
+		mc, _ := cache.Open(t.TempDir(), client, cache.WithRetries(0, 0))
+		srv, _ := New(Config{Mirrors: map[string]string{"m": tls.URL + "/"}, Cache: mc})
+		ts := startServer(t, srv)
 		resp, err := http.Get(ts.URL + srv.MirrorPath("m") + "x.rpm")
 		ts.Close()
 		if err != nil {
@@ -567,7 +569,7 @@ func TestPrepareKickstartAndRestore(t *testing.T) {
 	orig := "url --url=http://mirror.local/rocky/9/BaseOS/x86_64/os/\nrepo --name=custom --baseurl=http://mirror.local/custom-rpms/ --install\n%post\ncurl -o /etc/app.conf http://files.local/configs/app.conf\n%end\n"
 	f := kickstart.Parse("ks", []byte(orig), kickstart.Options{})
 	ps := e.srv.Prefixes("http://10.0.2.100")
-	PrepareKickstart(f, []byte(orig), ps)
+	kickstart.PrepareForProxy(f, []byte(orig), ps)
 	served := string(f.Render())
 	tok := e.srv.Token()
 	for _, want := range []string{
@@ -591,7 +593,7 @@ func TestPrepareKickstartAndRestore(t *testing.T) {
 	repo := "[custom]\nbaseurl=http://10.0.2.100/" + tok + "/mirror/custom/\n"
 	os.WriteFile(filepath.Join(sysroot, "etc/yum.repos.d/custom.repo"), []byte(repo), 0o644)
 	os.WriteFile(filepath.Join(sysroot, "root/anaconda-ks.cfg"), []byte(served), 0o600)
-	script := strings.ReplaceAll(RestoreScript([]byte(orig), ps), "sysroot=/mnt/sysroot\n", "sysroot="+sysroot+"\n")
+	script := strings.ReplaceAll(kickstart.RestoreScript([]byte(orig), ps), "sysroot=/mnt/sysroot\n", "sysroot="+sysroot+"\n")
 	if out, err := exec.Command(sh, "-ec", script).CombinedOutput(); err != nil {
 		t.Fatalf("restore script: %v\n%s", err, out)
 	}
@@ -611,7 +613,7 @@ func TestPrepareKickstartAndRestore(t *testing.T) {
 
 func TestUpstreamsFromKickstart(t *testing.T) {
 	f := kickstart.Parse("ks", []byte("url --url=http://m/os/\nrepo --name=AppStream --baseurl=http://m/as/\nrepo --name=ml --mirrorlist=http://m/list\n"), kickstart.Options{})
-	got := Upstreams(f)
+	got := kickstart.Upstreams(f)
 	if len(got) != 2 || got["install"] != "http://m/os/" || got["AppStream"] != "http://m/as/" {
 		t.Errorf("Upstreams = %v", got)
 	}
@@ -696,60 +698,6 @@ func TestMemoryIsBounded(t *testing.T) {
 	}
 }
 
-// TestPackedHits covers the short path for small cached objects: whole,
-// HEAD, ranged, and bigger than one copy buffer.
-func TestPackedHits(t *testing.T) {
-	e := newEnv(t, "")
-	small := []byte("a small package")
-	big := make([]byte, 700<<10) // in a pack, but more than one 256 KiB buffer
-	for i := range big {
-		big[i] = byte(i * 31 >> 3)
-	}
-	e.up.set(base+"Packages/s.rpm", small)
-	e.up.set(base+"Packages/b.rpm", big)
-	for _, name := range []string{"s.rpm", "b.rpm"} {
-		e.get(t, e.mirror("Packages/"+name)) // fill the cache
-	}
-	for _, tc := range []struct {
-		name, method, rng string
-		code              int
-		want              []byte
-	}{
-		{"s.rpm", "GET", "", 200, small},
-		{"b.rpm", "GET", "", 200, big},
-		{"b.rpm", "HEAD", "", 200, nil},
-		{"b.rpm", "GET", "bytes=300000-300009", 206, big[300000:300010]},
-		{"s.rpm", "GET", "bytes=2-6", 206, small[2:7]},
-	} {
-		req, _ := http.NewRequest(tc.method, e.ts.URL+e.mirror("Packages/"+tc.name), nil)
-		if tc.rng != "" {
-			req.Header.Set("Range", tc.rng)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != tc.code || !bytes.Equal(b, tc.want) {
-			t.Errorf("%s %s %q: %d, %d bytes", tc.method, tc.name, tc.rng, resp.StatusCode, len(b))
-		}
-		if tc.method == "HEAD" && resp.ContentLength != int64(len(big)) {
-			t.Errorf("HEAD %s: Content-Length %d", tc.name, resp.ContentLength)
-		}
-		if resp.Header.Get("Content-Type") == "" {
-			t.Errorf("%s %s: no Content-Type", tc.method, tc.name)
-		}
-	}
-	hits := 0
-	for _, o := range e.srv.Stats().Objects {
-		hits += o.Hits
-	}
-	if hits != 5 {
-		t.Errorf("%d cache hits recorded, want 5", hits)
-	}
-}
-
 // TestReports checks the endpoint a build's %post reports to: off unless
 // configured, behind the token, by name, bounded.
 func TestReports(t *testing.T) {
@@ -758,7 +706,7 @@ func TestReports(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ts := httptest.NewServer(srv)
+		ts := startServer(t, srv)
 		post := func(path string, body []byte) int {
 			resp, err := http.Post(ts.URL+path, "text/plain", bytes.NewReader(body))
 			if err != nil {
@@ -795,9 +743,9 @@ func TestScriptUpstreams(t *testing.T) {
 		"repo --name=custom --baseurl=http://files.example:8080/custom-rpms/\n"+
 		"%post\ncurl -o /etc/a http://files.example:8080/configs/app.conf\ncurl http://files.example:8080/x https://other.example/y\n"+
 		"wget http://given.example/z\n%end\n"), kickstart.Options{Version: kickstart.RHEL9})
-	have := Upstreams(ks)
+	have := kickstart.Upstreams(ks)
 	have["files"] = "http://given.example/"
-	got := ScriptUpstreams(ks, have)
+	got := kickstart.ScriptUpstreams(ks, have)
 	want := map[string]string{"script-files.example-8080": "http://files.example:8080/", "script-other.example": "https://other.example/"}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("ScriptUpstreams = %v, want %v", got, want)
@@ -853,41 +801,5 @@ func TestTwoProcessesOneFetch(t *testing.T) {
 		if n := fetches.Load(); n != 1 {
 			t.Errorf("%s: two processes caused %d upstream fetches", name, n)
 		}
-	}
-}
-
-// A pack cut short under a running kiln (nothing in kiln truncates one)
-// makes a hit read past the end of the file through the pack's mapping:
-// that request fails, kiln stays up, and the object is fetched again.
-func TestTruncatedPack(t *testing.T) {
-	e := newEnv(t, "")
-	rpm := bytes.Repeat([]byte("rpm"), 5000)
-	e.up.set(base+"Packages/t.rpm", rpm)
-	for i := 0; i < 2; i++ { // the second is a hit, through the mapping
-		if code, body := e.get(t, e.mirror("Packages/t.rpm")); code != 200 || !bytes.Equal(body, rpm) {
-			t.Fatalf("get %d: %d, %d bytes", i, code, len(body))
-		}
-	}
-	key := objectKey(e.up.URL+base+"Packages/t.rpm", "")
-	e.cache.mu.Lock()
-	p := e.cache.index[key].pack
-	e.cache.mu.Unlock()
-	if p.view() == nil {
-		t.Fatal("the pack is not mapped")
-	}
-	if err := os.Truncate(p.path, 0); err != nil {
-		t.Fatal(err)
-	}
-	if code, _ := e.get(t, e.mirror("Packages/t.rpm")); code == 200 {
-		t.Errorf("a hit on a truncated pack got 200 with a whole body")
-	}
-	if !strings.Contains(e.logs.String(), "cache pack is damaged") {
-		t.Errorf("the fault was not reported:\n%s", e.logs)
-	}
-	if code, body := e.get(t, e.mirror("Packages/t.rpm")); code != 200 || !bytes.Equal(body, rpm) {
-		t.Errorf("after the fault: %d, %d bytes", code, len(body))
-	}
-	if n := e.up.count(base + "Packages/t.rpm"); n != 2 {
-		t.Errorf("upstream fetched %d times, want 2", n)
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/kiln-build/kiln/integration/fixtures"
 	"github.com/kiln-build/kiln/internal/testutil"
+	"github.com/kiln-build/kiln/ksserve/cache"
 )
 
 // TestRealRepository proxies a repository made by rpmbuild and
@@ -39,13 +40,12 @@ func TestRealRepository(t *testing.T) {
 	}))
 	defer up.Close()
 	client, _ := NewUpstreamClient("")
-	cache, _ := OpenCache(t.TempDir(), client)
-	srv, err := New(Config{Mirrors: map[string]string{"custom": up.URL + "/custom-rpms/"}, Cache: cache})
+	mc, _ := cache.Open(t.TempDir(), client)
+	srv, err := New(Config{Mirrors: map[string]string{"custom": up.URL + "/custom-rpms/"}, Cache: mc})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewServer(srv)
-	defer ts.Close()
+	ts := startServer(t, srv)
 	get := func(p string) (int, []byte) {
 		resp, err := http.Get(ts.URL + srv.MirrorPath("custom") + p)
 		if err != nil {

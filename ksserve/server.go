@@ -18,6 +18,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/kiln-build/kiln/ksserve/cache"
 )
 
 // Config describes what one build serves.
@@ -31,7 +33,7 @@ type Config struct {
 	// FilesDir is served at /TOKEN/files/; empty for none.
 	FilesDir string
 	// Cache holds mirrored objects; nil with Mirrors is an error.
-	Cache *Cache
+	Cache *cache.Cache
 	// Offline serves mirrors from the cache alone.
 	Offline bool
 	// Token is the capability in every path; empty means a random one.
@@ -56,9 +58,8 @@ type Server struct {
 	files   *os.Root
 
 	mu       sync.Mutex
-	pinned   map[string][]byte // metadata served in this build, by URL
-	expected map[string]string // sha256 of objects repo metadata lists, by URL
-	urlKeys  map[string]string // the cache keys of objects named by URL
+	pinned   map[string]pinnedObject // metadata served in this build, by URL
+	expected map[string]string       // sha256 of objects repo metadata lists, by URL
 	objects  map[objectID]*ObjectRecord
 
 	reports map[string][]byte
@@ -100,8 +101,8 @@ var mirrorName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 
 // New checks cfg and returns a Server.
 func New(cfg Config) (*Server, error) {
-	s := &Server{cfg: cfg, mirrors: map[string]*url.URL{}, pinned: map[string][]byte{}, expected: map[string]string{},
-		objects: map[objectID]*ObjectRecord{}, urlKeys: map[string]string{}}
+	s := &Server{cfg: cfg, mirrors: map[string]*url.URL{}, pinned: map[string]pinnedObject{}, expected: map[string]string{},
+		objects: map[objectID]*ObjectRecord{}}
 	if s.cfg.Log == nil {
 		s.cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -120,7 +121,7 @@ func New(cfg Config) (*Server, error) {
 		}
 		u, err := url.Parse(raw)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, fmt.Errorf("mirror %s: %q is not an http or https URL", name, raw)
+			return nil, fmt.Errorf("mirror %s: %q is not an http or https URL", name, cache.Redact(raw))
 		}
 		if !strings.HasSuffix(u.Path, "/") {
 			u.Path += "/"
@@ -350,24 +351,6 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	c.n += int64(n)
 	return n, err
 }
-
-// WriteFinal passes on the connection loop's single-write path.
-func (c *countingWriter) WriteFinal(p []byte) error {
-	fw, ok := c.ResponseWriter.(finalWriter)
-	if !ok {
-		_, err := c.Write(p)
-		return err
-	}
-	err := fw.WriteFinal(p)
-	if err == nil {
-		c.n += int64(len(p))
-	}
-	return err
-}
-
-// finalWriter is a ResponseWriter that can send the rest of a body with
-// the header in one write.
-type finalWriter interface{ WriteFinal(p []byte) error }
 
 // ReadFrom keeps sendfile(2) for cache hits.
 func (c *countingWriter) ReadFrom(r io.Reader) (int64, error) {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/kiln-build/kiln/ksserve"
+	"github.com/kiln-build/kiln/ksserve/cache"
 	"github.com/kiln-build/kiln/pkg/kickstart"
 )
 
@@ -59,7 +60,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	if len(f.Errors()) > 0 {
 		return &invalidError{err: fmt.Errorf("%s has errors; not serving it", *ksFile), reported: true}
 	}
-	ups := ksserve.Upstreams(f)
+	ups := kickstart.Upstreams(f)
 	for _, m := range *mirrors {
 		name, u, ok := strings.Cut(m, "=")
 		if !ok || name == "" || u == "" {
@@ -67,7 +68,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		}
 		ups[name] = u
 	}
-	for name, u := range ksserve.ScriptUpstreams(f, ups) {
+	for name, u := range kickstart.ScriptUpstreams(f, ups) {
 		ups[name] = u
 	}
 	srvCache, err := openCache(*cacheDir, *ca)
@@ -92,7 +93,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		base = "http://" + l.Addr().String()
 	}
 	base = strings.TrimSuffix(base, "/")
-	ksserve.PrepareKickstart(f, original, srv.Prefixes(base))
+	kickstart.PrepareForProxy(f, original, srv.Prefixes(base))
 	// The server was built before the kickstart could be rewritten with
 	// its token; serve the rewritten copy.
 	srv.SetKickstart(f.Render())
@@ -128,9 +129,9 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	return err
 }
 
-func openCache(dir, ca string) (*ksserve.Cache, error) {
+func openCache(dir, ca string) (*cache.Cache, error) {
 	if dir == "" {
-		d, err := ksserve.DefaultCacheDir()
+		d, err := cache.DefaultDir()
 		if err != nil {
 			return nil, fmt.Errorf("finding the cache directory: %w (use --cache-dir)", err)
 		}
@@ -140,5 +141,5 @@ func openCache(dir, ca string) (*ksserve.Cache, error) {
 	if err != nil {
 		return nil, &invalidError{err: err}
 	}
-	return ksserve.OpenCache(dir, client)
+	return cache.Open(dir, client)
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/kiln-build/kiln/ksserve"
+	"github.com/kiln-build/kiln/ksserve/cache"
 	"github.com/kiln-build/kiln/pkg/kickstart"
 )
 
@@ -156,7 +157,7 @@ func TestServeKickstart(t *testing.T) {
 		}
 	}}, ks: ks, original: orig, manifest: &Manifest{}}
 	ups := b.upstreams()
-	srv, err := ksserve.New(ksserve.Config{Mirrors: ups, Cache: &ksserve.Cache{}, Reports: true, FilesDir: b.o.FilesDir})
+	srv, err := ksserve.New(ksserve.Config{Mirrors: ups, Cache: &cache.Cache{}, Reports: true, FilesDir: b.o.FilesDir})
 	if err != nil {
 		t.Fatal(err)
 	}

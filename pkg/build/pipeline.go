@@ -22,6 +22,7 @@ import (
 
 	"github.com/kiln-build/kiln/iso"
 	"github.com/kiln-build/kiln/ksserve"
+	"github.com/kiln-build/kiln/ksserve/cache"
 	"github.com/kiln-build/kiln/pkg/initrd"
 	"github.com/kiln-build/kiln/pkg/kickstart"
 	"github.com/kiln-build/kiln/qemu"
@@ -45,14 +46,14 @@ const installMirror = "tree"
 // url and repo lines, --mirror, the install tree, and the servers the
 // kickstart's scripts fetch from.
 func (b *builder) upstreams() map[string]string {
-	ups := ksserve.Upstreams(b.ks)
+	ups := kickstart.Upstreams(b.ks)
 	for n, u := range b.o.Mirrors {
 		ups[n] = u
 	}
 	if b.o.TreeURL != "" {
 		ups[installMirror] = b.o.TreeURL
 	}
-	for n, u := range ksserve.ScriptUpstreams(b.ks, ups) {
+	for n, u := range kickstart.ScriptUpstreams(b.ks, ups) {
 		ups[n] = u
 	}
 	return ups
@@ -64,13 +65,13 @@ func (b *builder) run(ctx context.Context) (*Manifest, error) {
 	m.Inputs = b.inputs()
 
 	b.enter("source")
-	cache, err := b.openCache()
+	mc, err := b.openCache()
 	if err != nil {
 		return nil, err
 	}
-	defer cache.Close()
+	defer mc.Close()
 	upstreams := b.upstreams()
-	srv, err := ksserve.New(ksserve.Config{Mirrors: upstreams, FilesDir: o.FilesDir, Cache: cache, Offline: o.Offline, Log: b.log, Reports: true})
+	srv, err := ksserve.New(ksserve.Config{Mirrors: upstreams, FilesDir: o.FilesDir, Cache: mc, Offline: o.Offline, Log: b.log, Reports: true})
 	if err != nil {
 		return nil, &InputError{fmt.Errorf("serving the build: %w", err)}
 	}
@@ -206,10 +207,10 @@ func (b *builder) run(ctx context.Context) (*Manifest, error) {
 	return m, nil
 }
 
-func (b *builder) openCache() (*ksserve.Cache, error) {
+func (b *builder) openCache() (*cache.Cache, error) {
 	dir := b.o.CacheDir
 	if dir == "" {
-		d, err := ksserve.DefaultCacheDir()
+		d, err := cache.DefaultDir()
 		if err != nil {
 			return nil, fmt.Errorf("finding the cache directory: %w (use --cache-dir)", err)
 		}
@@ -219,7 +220,7 @@ func (b *builder) openCache() (*ksserve.Cache, error) {
 	if err != nil {
 		return nil, &InputError{err}
 	}
-	return ksserve.OpenCache(dir, client)
+	return cache.Open(dir, client)
 }
 
 // source finds the installer: a local ISO, an ISO downloaded into the
@@ -244,7 +245,7 @@ func (b *builder) source(ctx context.Context, srv *ksserve.Server, local string)
 			}
 			dir := filepath.Join(o.CacheDir, "isos")
 			if o.CacheDir == "" {
-				d, err := ksserve.DefaultCacheDir()
+				d, err := cache.DefaultDir()
 				if err != nil {
 					return nil, err
 				}
@@ -326,9 +327,9 @@ func (b *builder) serveKickstart(srv *ksserve.Server, guest string) []byte {
 	if b.o.FilesDir != "" {
 		// As a mirror's URL is: rewritten in the served copy, and put
 		// back in the installed system's copy of the kickstart.
-		ps = append(ps, ksserve.Prefix{Upstream: FilesPlaceholder + "/", Proxy: guest + srv.FilesPath()})
+		ps = append(ps, kickstart.Prefix{Upstream: FilesPlaceholder + "/", Proxy: guest + srv.FilesPath()})
 	}
-	ksserve.PrepareKickstart(ks, b.original, ps)
+	kickstart.PrepareForProxy(ks, b.original, ps)
 	ks.AppendScript(kickstart.Script{Kind: kickstart.SectionPost, NoChroot: true, Body: reportScript(guest + srv.ReportPath("packages"))})
 	data := ks.Render()
 	srv.SetKickstart(data)

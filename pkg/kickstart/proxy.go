@@ -1,25 +1,25 @@
-package ksserve
+package kickstart
 
 import (
 	"encoding/base64"
 	"fmt"
 	"regexp"
-	"sort"
 	"strings"
-
-	"github.com/kiln-build/kiln/pkg/kickstart"
 )
+
+// upstreamName is what a proxy may call an upstream.
+var upstreamName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 
 // Upstreams names the mirrors a kickstart uses: its url line as "install"
 // and each repo by its --name. Mirror lists and metalinks are not
 // proxied: their targets are not known in advance.
-func Upstreams(f *kickstart.File) map[string]string {
+func Upstreams(f *File) map[string]string {
 	m := map[string]string{}
 	if src := f.InstallSource(); src != nil && src.Kind == "url" && isHTTP(src.URL) {
 		m["install"] = src.URL
 	}
 	for _, r := range f.Repos() {
-		if isHTTP(r.BaseURL) && mirrorName.MatchString(r.Name) {
+		if isHTTP(r.BaseURL) && upstreamName.MatchString(r.Name) {
 			m[r.Name] = r.BaseURL
 		}
 	}
@@ -34,10 +34,10 @@ var scriptURL = regexp.MustCompile(`https?://[A-Za-z0-9.\-]+(:[0-9]+)?/`)
 // have already covers: each origin ("http://host:port/") once, named
 // "script-HOST-PORT". The kickstart is the user's configuration, so what
 // its scripts fetch is as allowed as what its repo lines name.
-func ScriptUpstreams(f *kickstart.File, have map[string]string) map[string]string {
+func ScriptUpstreams(f *File, have map[string]string) map[string]string {
 	out := map[string]string{}
 	for _, sc := range f.Scripts() {
-		if sc.Kind != kickstart.SectionPre && sc.Kind != kickstart.SectionPost && sc.Kind != kickstart.SectionPreInstall {
+		if sc.Kind != SectionPre && sc.Kind != SectionPost && sc.Kind != SectionPreInstall {
 			continue
 		}
 		for _, origin := range scriptURL.FindAllString(sc.Body, -1) {
@@ -52,7 +52,7 @@ func ScriptUpstreams(f *kickstart.File, have map[string]string) map[string]strin
 			}
 			_, hostPort, _ := strings.Cut(strings.TrimSuffix(origin, "/"), "://")
 			name := "script-" + strings.ReplaceAll(hostPort, ":", "-")
-			if mirrorName.MatchString(name) {
+			if upstreamName.MatchString(name) {
 				out[name] = origin
 			}
 		}
@@ -68,27 +68,6 @@ func isHTTP(u string) bool {
 // replaces it.
 type Prefix struct{ Upstream, Proxy string }
 
-// Prefixes returns the rewrites for a guest that reaches this server at
-// base (e.g. "http://10.0.2.100"), longest upstream first so that a
-// nested mirror wins over its parent.
-func (s *Server) Prefixes(base string) []Prefix {
-	base = strings.TrimSuffix(base, "/")
-	var ps []Prefix
-	for name, u := range s.mirrors {
-		up := u.String()
-		ps = append(ps, Prefix{Upstream: up, Proxy: base + s.MirrorPath(name)})
-		// A URL without the trailing slash names the same directory.
-		ps = append(ps, Prefix{Upstream: strings.TrimSuffix(up, "/"), Proxy: strings.TrimSuffix(base+s.MirrorPath(name), "/")})
-	}
-	sort.Slice(ps, func(i, j int) bool {
-		if len(ps[i].Upstream) != len(ps[j].Upstream) {
-			return len(ps[i].Upstream) > len(ps[j].Upstream)
-		}
-		return ps[i].Upstream < ps[j].Upstream
-	})
-	return ps
-}
-
 // Rewrite maps u to the proxy when a mirror serves it.
 func Rewrite(ps []Prefix, u string) string {
 	for _, p := range ps {
@@ -99,18 +78,18 @@ func Rewrite(ps []Prefix, u string) string {
 	return u
 }
 
-// PrepareKickstart turns the user's kickstart into the copy served to the
+// PrepareForProxy turns the user's kickstart into the copy served to the
 // build VM: every URL a mirror serves, in commands and in scripts, points
 // at the proxy; and a final %post --nochroot restores the user's URLs on
 // the installed system. original is the user's kickstart as they wrote it.
-func PrepareKickstart(f *kickstart.File, original []byte, ps []Prefix) {
+func PrepareForProxy(f *File, original []byte, ps []Prefix) {
 	f.RewriteURLs(func(u string) string { return Rewrite(ps, u) })
 	for _, p := range ps {
 		if strings.HasSuffix(p.Upstream, "/") {
 			f.ReplaceInScripts(p.Upstream, p.Proxy)
 		}
 	}
-	f.AppendScript(kickstart.Script{Kind: kickstart.SectionPost, NoChroot: true, Body: RestoreScript(original, ps)})
+	f.AppendScript(Script{Kind: SectionPost, NoChroot: true, Body: RestoreScript(original, ps)})
 }
 
 // RestoreScript is a %post --nochroot body that leaves the installed

@@ -1,0 +1,152 @@
+package ksserve
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"golang.org/x/net/netutil"
+)
+
+// The server's limits. An installer makes plain requests on a few kept-
+// alive connections and reads each response as fast as its disk takes it;
+// anything slower than these is a client that holds a connection for
+// nothing.
+const (
+	// readHeaderTimeout bounds reading a request's header (slowloris).
+	readHeaderTimeout = 20 * time.Second
+	// readTimeout bounds reading a whole request, body included: the
+	// largest body kiln takes is a 16 MiB package report.
+	readTimeout = 2 * time.Minute
+	// idleTimeout closes a kept-alive connection nobody uses.
+	idleTimeout = 2 * time.Minute
+	// writeIdle is how long one write of a response may take: the
+	// deadline moves with every chunk, so a large body may take as long
+	// as it keeps moving, and a client that stops reading is dropped.
+	writeIdle = 60 * time.Second
+	// writeChunk is how much of a file one sendfile(2) sends between
+	// deadline moves.
+	writeChunk = 4 << 20
+	// maxHeaderBytes bounds a request's header.
+	maxHeaderBytes = 64 << 10
+	// MaxConns bounds the connections served at once; more wait in the
+	// listen queue. Every connection is a file descriptor, and a client
+	// that opens them without end must not take all of the process's.
+	MaxConns = 1024
+)
+
+// Serve runs h on l with net/http's server until ctx ends, then shuts
+// down: requests in flight get up to grace to finish, and are cut off
+// after that. It returns nil after a shutdown ctx asked for.
+func Serve(ctx context.Context, h http.Handler, l net.Listener, grace time.Duration) error {
+	srv := NewHTTPServer(h)
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(netutil.LimitListener(l, MaxConns)) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		srv.Close()
+	}
+	if err := <-done; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// NewHTTPServer is the http.Server Serve runs: h behind the timeouts and
+// limits above. net/http backs off and retries when accept fails for want
+// of file descriptors.
+func NewHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			h.ServeHTTP(&progressWriter{ResponseWriter: w, rc: http.NewResponseController(w)}, r)
+		}),
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		// Client mistakes (bad requests, resets) are not the operator's
+		// concern.
+		ErrorLog: log.New(io.Discard, "", 0),
+	}
+}
+
+// progressWriter moves the connection's write deadline before each write,
+// so that a response's time is bounded by its progress, not its size.
+type progressWriter struct {
+	http.ResponseWriter
+	rc *http.ResponseController
+}
+
+func (p *progressWriter) extend() { p.rc.SetWriteDeadline(time.Now().Add(writeIdle)) }
+
+func (p *progressWriter) WriteHeader(code int) {
+	p.extend()
+	p.ResponseWriter.WriteHeader(code)
+}
+
+func (p *progressWriter) Write(b []byte) (int, error) {
+	p.extend()
+	return p.ResponseWriter.Write(b)
+}
+
+// ReadFrom keeps sendfile(2) for files, in chunks between deadline moves;
+// net/http takes the sendfile path for a file under one io.LimitedReader,
+// so each chunk is one.
+func (p *progressWriter) ReadFrom(r io.Reader) (int64, error) {
+	rf, ok := p.ResponseWriter.(io.ReaderFrom)
+	if !ok {
+		return io.Copy(struct{ io.Writer }{p}, r)
+	}
+	var f *os.File
+	remain := int64(-1)
+	switch v := r.(type) {
+	case *os.File:
+		f = v
+	case *io.LimitedReader:
+		if vf, ok := v.R.(*os.File); ok {
+			f, remain = vf, v.N
+		}
+	}
+	if f == nil {
+		return io.Copy(struct{ io.Writer }{p}, r)
+	}
+	var total int64
+	for remain != 0 {
+		n := int64(writeChunk)
+		if remain > 0 && remain < n {
+			n = remain
+		}
+		p.extend()
+		k, err := rf.ReadFrom(&io.LimitedReader{R: f, N: n})
+		total += k
+		if remain > 0 {
+			remain -= k
+		}
+		if err != nil {
+			return total, err
+		}
+		if k < n {
+			break // the end of the file
+		}
+	}
+	return total, nil
+}
+
+func (p *progressWriter) Flush() {
+	p.extend()
+	p.rc.Flush()
+}
+
+// Unwrap lets http.ResponseController reach the real writer.
+func (p *progressWriter) Unwrap() http.ResponseWriter { return p.ResponseWriter }
