@@ -18,13 +18,18 @@ type liveServer struct {
 
 func startServer(t testing.TB, h http.Handler) *liveServer {
 	t.Helper()
+	return startServerLimits(t, h, DefaultLimits())
+}
+
+func startServerLimits(t testing.TB, h http.Handler, lim Limits) *liveServer {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, h, l, time.Second) }()
+	go func() { done <- ServeLimits(ctx, h, l, time.Second, lim) }()
 	s := &liveServer{URL: "http://" + l.Addr().String(), Addr: l.Addr().String()}
 	stopped := false
 	s.stop = func() {

@@ -13,40 +13,52 @@ import (
 	"golang.org/x/net/netutil"
 )
 
-// The server's limits. An installer makes plain requests on a few kept-
-// alive connections and reads each response as fast as its disk takes it;
-// anything slower than these is a client that holds a connection for
-// nothing.
-const (
-	// readHeaderTimeout bounds reading a request's header (slowloris).
-	readHeaderTimeout = 20 * time.Second
-	// readTimeout bounds reading a whole request, body included: the
-	// largest body kiln takes is a 16 MiB package report.
-	readTimeout = 2 * time.Minute
-	// idleTimeout closes a kept-alive connection nobody uses.
-	idleTimeout = 2 * time.Minute
-	// writeIdle is how long one write of a response may take: the
-	// deadline moves with every chunk, so a large body may take as long
-	// as it keeps moving, and a client that stops reading is dropped.
-	writeIdle = 60 * time.Second
-	// writeChunk is how much of a file one sendfile(2) sends between
-	// deadline moves.
-	writeChunk = 4 << 20
-	// maxHeaderBytes bounds a request's header.
-	maxHeaderBytes = 64 << 10
+// Limits are the server's bounds on its clients. An installer makes plain
+// requests on a few kept-alive connections and reads each response as
+// fast as its disk takes it; a client slower than these holds a
+// connection for nothing.
+type Limits struct {
+	// ReadHeader bounds reading a request's header (slowloris).
+	ReadHeader time.Duration
+	// Read bounds reading a whole request, body included.
+	Read time.Duration
+	// Idle closes a kept-alive connection nobody uses.
+	Idle time.Duration
+	// WriteIdle bounds one write of a response: the deadline moves with
+	// every chunk, so a large body takes as long as it keeps moving, and
+	// a client that stops reading is dropped.
+	WriteIdle time.Duration
+	// MaxHeaderBytes bounds a request's header.
+	MaxHeaderBytes int
 	// MaxConns bounds the connections served at once; more wait in the
 	// listen queue. Every connection is a file descriptor, and a client
 	// that opens them without end must not take all of the process's.
-	MaxConns = 1024
-)
+	MaxConns int
+}
 
-// Serve runs h on l with net/http's server until ctx ends, then shuts
-// down: requests in flight get up to grace to finish, and are cut off
-// after that. It returns nil after a shutdown ctx asked for.
+// DefaultLimits are what kiln build and kiln serve run with. The largest
+// body kiln takes is a 16 MiB package report.
+func DefaultLimits() Limits {
+	return Limits{ReadHeader: 20 * time.Second, Read: 2 * time.Minute, Idle: 2 * time.Minute,
+		WriteIdle: time.Minute, MaxHeaderBytes: 64 << 10, MaxConns: 1024}
+}
+
+// writeChunk is how much of a file one sendfile(2) sends between moves of
+// the write deadline.
+const writeChunk = 4 << 20
+
+// Serve runs h on l with DefaultLimits until ctx ends, then shuts down:
+// requests in flight get up to grace to finish, and are cut off after
+// that. It returns nil after a shutdown ctx asked for.
 func Serve(ctx context.Context, h http.Handler, l net.Listener, grace time.Duration) error {
-	srv := NewHTTPServer(h)
+	return ServeLimits(ctx, h, l, grace, DefaultLimits())
+}
+
+// ServeLimits is Serve with other limits.
+func ServeLimits(ctx context.Context, h http.Handler, l net.Listener, grace time.Duration, lim Limits) error {
+	srv := NewHTTPServer(h, lim)
 	done := make(chan error, 1)
-	go func() { done <- srv.Serve(netutil.LimitListener(l, MaxConns)) }()
+	go func() { done <- srv.Serve(netutil.LimitListener(l, lim.MaxConns)) }()
 	select {
 	case err := <-done:
 		return err
@@ -63,18 +75,17 @@ func Serve(ctx context.Context, h http.Handler, l net.Listener, grace time.Durat
 	return nil
 }
 
-// NewHTTPServer is the http.Server Serve runs: h behind the timeouts and
-// limits above. net/http backs off and retries when accept fails for want
-// of file descriptors.
-func NewHTTPServer(h http.Handler) *http.Server {
+// NewHTTPServer is the http.Server Serve runs: h within lim. net/http
+// backs off and retries when accept fails for want of file descriptors.
+func NewHTTPServer(h http.Handler, lim Limits) *http.Server {
 	return &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			h.ServeHTTP(&progressWriter{ResponseWriter: w, rc: http.NewResponseController(w)}, r)
+			h.ServeHTTP(&progressWriter{ResponseWriter: w, rc: http.NewResponseController(w), idle: lim.WriteIdle}, r)
 		}),
-		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       readTimeout,
-		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    maxHeaderBytes,
+		ReadHeaderTimeout: lim.ReadHeader,
+		ReadTimeout:       lim.Read,
+		IdleTimeout:       lim.Idle,
+		MaxHeaderBytes:    lim.MaxHeaderBytes,
 		// Client mistakes (bad requests, resets) are not the operator's
 		// concern.
 		ErrorLog: log.New(io.Discard, "", 0),
@@ -85,10 +96,11 @@ func NewHTTPServer(h http.Handler) *http.Server {
 // so that a response's time is bounded by its progress, not its size.
 type progressWriter struct {
 	http.ResponseWriter
-	rc *http.ResponseController
+	rc   *http.ResponseController
+	idle time.Duration
 }
 
-func (p *progressWriter) extend() { p.rc.SetWriteDeadline(time.Now().Add(writeIdle)) }
+func (p *progressWriter) extend() { p.rc.SetWriteDeadline(time.Now().Add(p.idle)) }
 
 func (p *progressWriter) WriteHeader(code int) {
 	p.extend()

@@ -307,9 +307,13 @@ func (f *fetch) release() {
 	}
 }
 
-// bufPool holds copy buffers, so a busy proxy does not keep the collector
-// clearing 256 KiB per object.
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
+// bufPool holds the downloads' copy buffers, so a busy proxy does not
+// keep the collector clearing 256 KiB per object; followPool holds the
+// smaller ones of the clients following a download, one per connection.
+var (
+	bufPool    = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
+	followPool = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
+)
 
 // Object is one Get's result. An object is either complete in the cache
 // (File) or a download being followed (WriteTo, Complete).
@@ -355,8 +359,8 @@ func (o *Object) WriteTo(ctx context.Context, w io.Writer) (int64, error) {
 		f.mu.Unlock()
 	})
 	defer stop()
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
+	bp := followPool.Get().(*[]byte)
+	defer followPool.Put(bp)
 	buf := *bp
 	var off int64
 	for {
