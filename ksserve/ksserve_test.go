@@ -290,21 +290,62 @@ func TestUpstreamWrongLength(t *testing.T) {
 	cacheEmpty(t, e.cache)
 }
 
+// TestWrongChecksum: an RPM whose bytes differ from primary.xml's sum
+// never reaches a client whole, at any size: small ones get a 502, large
+// ones a body cut before its end.
 func TestWrongChecksum(t *testing.T) {
 	e := newEnv(t, "")
-	e.up.addRepo(base, map[string][]byte{"evil.rpm": []byte("tampered")}, map[string]string{"evil.rpm": sum([]byte("genuine"))})
+	sizes := []int{7 << 10, 300 << 10, 3 << 20}
+	pkgs, lies := map[string][]byte{}, map[string]string{}
+	for _, n := range sizes {
+		name := fmt.Sprintf("evil-%d.rpm", n)
+		pkgs[name] = bytes.Repeat([]byte("t"), n)
+		lies[name] = sum(bytes.Repeat([]byte("g"), n))
+	}
+	e.up.addRepo(base, pkgs, lies)
 	if code, _ := e.get(t, e.mirror("repodata/repomd.xml")); code != 200 {
 		t.Fatal("repomd")
 	}
-	if code, _ := e.get(t, e.mirror("Packages/evil.rpm")); code == 200 {
-		t.Error("an RPM whose sha256 differs from primary.xml was served as complete")
-	}
-	e.cache.Wait()
-	if _, err := os.Stat(entryPath(e.cache, cache.Key("", sum([]byte("genuine"))))); err == nil {
-		t.Error("the tampered RPM entered the cache")
+	for _, n := range sizes {
+		name := fmt.Sprintf("evil-%d.rpm", n)
+		code, body := e.get(t, e.mirror("Packages/"+name))
+		switch {
+		case code == 200:
+			t.Errorf("%s: served whole with 200", name)
+		case n <= wholeFirst && code != 502:
+			t.Errorf("%s: %d, want 502", name, code)
+		case len(body) >= n:
+			t.Errorf("%s: %d bytes reached the client", name, len(body))
+		}
+		e.cache.Wait()
+		if _, err := os.Stat(entryPath(e.cache, cache.Key("", lies[name]))); err == nil {
+			t.Errorf("%s entered the cache", name)
+		}
 	}
 	if !strings.Contains(e.logs.String(), "does not match the repository metadata") {
 		t.Errorf("no log of the mismatch:\n%s", e.logs)
+	}
+}
+
+// TestNoCredentialsOut: a mirror URL's user and password reach neither a
+// response nor a log line.
+func TestNoCredentialsOut(t *testing.T) {
+	up := newUpstream(t)
+	withCreds := strings.Replace(up.URL, "http://", "http://kiln-user:s3cret-pw@", 1)
+	e := newEnvRetries(t, up, "", 0, func(c *Config) {
+		c.Mirrors = map[string]string{"BaseOS": withCreds + base, "dead": "http://kiln-user:s3cret-pw@127.0.0.1:1/"}
+	})
+	for _, p := range []string{e.mirror("Packages/missing.rpm"), e.srv.MirrorPath("dead") + "x.rpm"} {
+		code, body := e.get(t, p)
+		if code == 200 || bytes.Contains(body, []byte("s3cret-pw")) || bytes.Contains(body, []byte("kiln-user")) {
+			t.Errorf("%s: %d %q", p, code, body)
+		}
+	}
+	if strings.Contains(e.logs.String(), "s3cret-pw") {
+		t.Errorf("the log names the password:\n%s", e.logs)
+	}
+	if _, err := New(Config{Mirrors: map[string]string{"x": "ftp://kiln-user:s3cret-pw@h/"}, Cache: e.cache}); err == nil || strings.Contains(err.Error(), "s3cret-pw") {
+		t.Errorf("New: %v", err)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/kiln-build/kiln/ksserve/cache"
 	"os"
 	"strconv"
 	"strings"
@@ -130,7 +131,7 @@ func (f *buildFlags) options(ctx context.Context, e *env) (build.Options, error)
 	for _, m := range f.mirrors {
 		name, u, ok := strings.Cut(m, "=")
 		if !ok || name == "" || u == "" {
-			return o, usagef("--mirror %q: want NAME=URL", m)
+			return o, usagef("--mirror %q: want NAME=URL", cache.Redact(m))
 		}
 		o.Mirrors[name] = u
 	}

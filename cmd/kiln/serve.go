@@ -64,7 +64,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	for _, m := range *mirrors {
 		name, u, ok := strings.Cut(m, "=")
 		if !ok || name == "" || u == "" {
-			return usagef("--mirror %q: want NAME=URL", m)
+			return usagef("--mirror %q: want NAME=URL", cache.Redact(m))
 		}
 		ups[name] = u
 	}
@@ -117,7 +117,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(e.stdout, "serving on %s\n\nBoot the installer with:\n  %s\n\n", l.Addr(), cmdline)
 		fmt.Fprintln(e.stdout, "No inst.proxy= is needed: the served kickstart's URLs point at this server.")
 		for n, u := range ups {
-			fmt.Fprintf(e.stdout, "mirror %-10s %s -> %s\n", n, u, base+srv.MirrorPath(n))
+			fmt.Fprintf(e.stdout, "mirror %-10s %s -> %s\n", n, cache.Redact(u), base+srv.MirrorPath(n))
 		}
 		if *files != "" {
 			fmt.Fprintf(e.stdout, "files            %s -> %s\n", *files, base+srv.FilesPath())

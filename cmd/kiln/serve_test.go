@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -121,5 +123,78 @@ func TestCacheCommand(t *testing.T) {
 	}
 	if code, _, _ := kiln(t, "", "cache", "clean", "--max-size", "lots", "--cache-dir", dir); code != 2 {
 		t.Errorf("bad --max-size: exit %d", code)
+	}
+}
+
+// TestServeUnderDescriptorPressure runs kiln serve as its own process with
+// 64 file descriptors (prlimit) and opens far more idle connections than
+// that: accept fails with EMFILE, and kiln must back off, not exit, and
+// serve again once the pressure ends. The mirror's password must not
+// reach its output either.
+func TestServeUnderDescriptorPressure(t *testing.T) {
+	prlimit := testutil.RequireTool(t, "prlimit")
+	curl := testutil.RequireTool(t, "curl")
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "kiln")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	ks := filepath.Join(dir, "my.ks")
+	os.WriteFile(ks, []byte("text\nrootpw --plaintext s3cret\n"), 0o600)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cmd := exec.CommandContext(ctx, prlimit, "--nofile=64:64", bin, "serve", "--ks", ks, "--cache-dir", filepath.Join(dir, "cache"),
+		"--mirror", "private=http://kiln-user:mirror-pw@127.0.0.1:1/")
+	stdout, _ := cmd.StdoutPipe()
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	var out bytes.Buffer
+	sc := bufio.NewScanner(io.TeeReader(stdout, &out))
+	var addr, ksURL string
+	for sc.Scan() && ksURL == "" {
+		line := strings.TrimSpace(sc.Text())
+		if a, ok := strings.CutPrefix(line, "serving on "); ok {
+			addr = a
+		}
+		if u, ok := strings.CutPrefix(line, "inst.ks="); ok {
+			ksURL = u
+		}
+	}
+	go func() { io.Copy(&out, stdout); exited <- cmd.Wait() }()
+	if ksURL == "" {
+		t.Fatalf("kiln serve printed no inst.ks=:\n%s\n%s", out.String(), errb.String())
+	}
+	var conns []net.Conn
+	for i := 0; i < 200; i++ {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			break // the listen queue is full too
+		}
+		conns = append(conns, c)
+	}
+	// Pressure on: every descriptor taken, accept failing.
+	time.Sleep(time.Second)
+	if fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", cmd.Process.Pid)); len(fds) < 64 || len(conns) <= 64 {
+		t.Fatalf("no pressure: kiln serve holds %d descriptors, %d connections made", len(fds), len(conns))
+	}
+	select {
+	case err := <-exited:
+		t.Fatalf("kiln serve exited under descriptor pressure: %v\n%s", err, errb.String())
+	default:
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	if got, err := exec.Command(curl, "-fsS", "--max-time", "20", "--retry", "5", "--retry-all-errors", "--retry-delay", "1", ksURL).Output(); err != nil || !strings.Contains(string(got), "s3cret") {
+		t.Errorf("after the pressure ended: %v %q\n%s", err, got, errb.String())
+	}
+	cancel()
+	<-exited
+	if strings.Contains(out.String()+errb.String(), "mirror-pw") {
+		t.Errorf("the mirror's password reached kiln serve's output:\n%s\n%s", out.String(), errb.String())
 	}
 }

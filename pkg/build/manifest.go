@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/xml"
+	"github.com/kiln-build/kiln/ksserve/cache"
 	"io"
 	"os"
 	"path"
@@ -103,7 +104,7 @@ func (b *builder) inputs() []File {
 		in = append(in, b.input("tdl", b.o.TDLPath))
 	}
 	if b.o.TreeURL != "" {
-		in = append(in, File{Role: "tree", Path: b.o.TreeURL})
+		in = append(in, File{Role: "tree", Path: cache.Redact(b.o.TreeURL)})
 	}
 	return in
 }

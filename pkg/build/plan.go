@@ -1,6 +1,7 @@
 package build
 
 import (
+	"github.com/kiln-build/kiln/ksserve/cache"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -37,13 +38,13 @@ func Plan(o Options) (*BuildPlan, error) {
 	o = b.o
 	p := &BuildPlan{Boot: o.Boot, Firmware: o.Firmware, Outputs: b.outputs}
 	if o.ISO != "" {
-		p.Source = "ISO " + o.ISO
+		p.Source = "ISO " + cache.Redact(o.ISO)
 	} else {
-		p.Source = "install tree " + o.TreeURL
+		p.Source = "install tree " + cache.Redact(o.TreeURL)
 	}
 	ups := b.upstreams()
 	for n, u := range ups {
-		p.Mirrors = append(p.Mirrors, n+"="+u)
+		p.Mirrors = append(p.Mirrors, n+"="+cache.Redact(u))
 	}
 	sort.Strings(p.Mirrors)
 	switch action, _ := b.ks.Shutdown(); action {
