@@ -37,7 +37,9 @@ func classify(p string) kind {
 		strings.HasSuffix(base, ".deb"), strings.HasSuffix(base, ".udeb"),
 		strings.HasSuffix(base, ".iso"), strings.HasPrefix(p, "images/"), strings.Contains(p, "/images/"),
 		strings.Contains(p, "repodata/") && checksumName.MatchString(base),
-		strings.Contains(p, "/by-hash/"):
+		strings.Contains(p, "/by-hash/"),
+		// An OSTree repository's objects and deltas are named by content.
+		strings.HasPrefix(p, "objects/"), strings.Contains(p, "/objects/"), strings.HasPrefix(p, "deltas/"):
 		return immutable
 	}
 	return metadata
@@ -73,6 +75,10 @@ func (s *Server) serveMirror(w http.ResponseWriter, r *http.Request, name, escap
 	pinned, isPinned := s.pinned[target]
 	want := s.expected[target]
 	s.mu.Unlock()
+	if want != "" {
+		// Named by its sum: it cannot change.
+		k = immutable
+	}
 	if isPinned {
 		s.record(name, rel, int64(len(pinned.data)), pinned.sha, true)
 		s.cacheBytes.Add(int64(len(pinned.data)))

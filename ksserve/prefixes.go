@@ -19,6 +19,9 @@ func (s *Server) Prefixes(base string) []kickstart.Prefix {
 		// A URL without the trailing slash names the same directory.
 		ps = append(ps, kickstart.Prefix{Upstream: strings.TrimSuffix(up, "/"), Proxy: strings.TrimSuffix(base+s.MirrorPath(name), "/")})
 	}
+	for name, ml := range s.lists {
+		ps = append(ps, kickstart.Prefix{Upstream: ml.URL, Proxy: base + s.ListPath(name), Whole: true})
+	}
 	sort.Slice(ps, func(i, j int) bool {
 		if len(ps[i].Upstream) != len(ps[j].Upstream) {
 			return len(ps[i].Upstream) > len(ps[j].Upstream)

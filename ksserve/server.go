@@ -40,6 +40,13 @@ type Config struct {
 	Token string
 	// Log gets one line per request, without the token.
 	Log *slog.Logger
+	// Lists are the kickstart's mirror lists and metalinks, resolved;
+	// each is served at /TOKEN/list/NAME with its chosen mirror's proxy
+	// as its one entry, and that mirror is proxied as NAME.
+	Lists []MirrorList
+	// Expected are sha256 sums of objects by URL (a liveimg's
+	// --checksum), checked as repository metadata's are.
+	Expected map[string]string
 	// Reports accepts POSTs at /TOKEN/report/NAME, up to MaxReport bytes
 	// each, kept for Report: how a build's own %post tells kiln what the
 	// installed system holds.
@@ -55,6 +62,7 @@ type Server struct {
 	token   string
 	prefix  string // "/TOKEN/"
 	mirrors map[string]*url.URL
+	lists   map[string]MirrorList
 	files   *os.Root
 
 	mu       sync.Mutex
@@ -115,7 +123,21 @@ func New(cfg Config) (*Server, error) {
 		s.token = hex.EncodeToString(b)
 	}
 	s.prefix = "/" + s.token + "/"
-	for name, raw := range cfg.Mirrors {
+	mirrors := map[string]string{}
+	for n, u := range cfg.Mirrors {
+		mirrors[n] = u
+	}
+	s.lists = map[string]MirrorList{}
+	for _, ml := range cfg.Lists {
+		if _, ok := mirrors[ml.Name]; !ok {
+			mirrors[ml.Name] = ml.Mirror
+		}
+		s.lists[ml.Name] = ml
+	}
+	for u, sum := range cfg.Expected {
+		s.expected[u] = strings.ToLower(sum)
+	}
+	for name, raw := range mirrors {
 		if !mirrorName.MatchString(name) {
 			return nil, fmt.Errorf("mirror name %q: use letters, digits, '.', '_' and '-'", name)
 		}
@@ -166,6 +188,10 @@ func (s *Server) KickstartPath() string { return "/" + s.token + "/ks.cfg" }
 
 // MirrorPath is the path prefix of a mirror, "/TOKEN/mirror/NAME/".
 func (s *Server) MirrorPath(name string) string { return "/" + s.token + "/mirror/" + name + "/" }
+
+// ListPath is the path of the mirror list or metalink served for the
+// upstream name.
+func (s *Server) ListPath(name string) string { return "/" + s.token + "/list/" + name }
 
 // FilesPath is the path prefix of the files directory.
 func (s *Server) FilesPath() string { return "/" + s.token + "/files/" }
@@ -276,6 +302,20 @@ func (s *Server) route(w *countingWriter, r *http.Request) string {
 		name, p, _ := strings.Cut(strings.TrimPrefix(rest, "mirror/"), "/")
 		s.serveMirror(w, r, name, p)
 		return "mirror/" + name
+	case strings.HasPrefix(rest, "list/"):
+		ml, ok := s.lists[strings.TrimPrefix(rest, "list/")]
+		if !ok {
+			http.NotFound(w, r)
+			return "unknown"
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if ml.Kind == "metalink" {
+			w.Header().Set("Content-Type", "application/metalink+xml")
+		}
+		// The mirror's proxy as this client reaches this server.
+		doc := ml.render("http://" + r.Host + s.MirrorPath(ml.Name))
+		http.ServeContent(w, r, "list", time.Time{}, bytes.NewReader(doc))
+		return "list"
 	case strings.HasPrefix(rest, "files/"):
 		s.serveFile(w, r, strings.TrimPrefix(rest, "files/"))
 		return "files"

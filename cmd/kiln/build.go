@@ -265,7 +265,11 @@ func dryRunBuild(e *env, o build.Options) error {
 	for _, n := range plan.Notices {
 		fmt.Fprintf(e.stdout, "notice:   %s\n", n)
 	}
-	fmt.Fprintf(e.stdout, "mirrors:  %s\nqemu:     %s\n", strings.Join(plan.Mirrors, ", "), qemu.ShellQuote(plan.Cmdline))
+	fmt.Fprintf(e.stdout, "mirrors:  %s\n", strings.Join(plan.Mirrors, ", "))
+	for _, s := range plan.Sources {
+		fmt.Fprintf(e.stdout, "source:   %s: %s %s: %s\n", s.Where, s.Kind, s.URL, s.How)
+	}
+	fmt.Fprintf(e.stdout, "qemu:     %s\n", qemu.ShellQuote(plan.Cmdline))
 	return nil
 }
 

@@ -35,6 +35,9 @@ func TestBuildInputs(t *testing.T) {
 	iso := smallISO(t, "Rocky-9-5-x86_64-dvd")
 	good := writeFile(t, "good.ks", "text\nurl --url=http://mirror.example/os/\nrootpw --lock\nautopart\npoweroff\n%packages\n@core\n%end\n")
 	removed := writeFile(t, "removed.ks", "install\ntext\nrootpw --lock\nautopart\n")
+	unreachable := func(line string) string {
+		return writeFile(t, "unreachable.ks", "text\nrootpw --lock\nautopart\n"+line+"\n")
+	}
 	dir := t.TempDir()
 	existing := filepath.Join(dir, "exists")
 	os.WriteFile(existing+".qcow2", []byte("keep me"), 0o644)
@@ -56,6 +59,13 @@ func TestBuildInputs(t *testing.T) {
 		{"bad memory", []string{"build", "--ks", good, "--iso", iso, "-o", filepath.Join(dir, "x"), "--memory", "lots"}, 2, "--memory"},
 		{"iso boot from a tree", []string{"build", "--ks", good, "--url", "http://mirror.example/os/", "-o", filepath.Join(dir, "x"), "--boot", "iso"}, 3, "need an installer ISO"},
 		{"existing output", []string{"build", "--ks", good, "--iso", iso, "-o", existing}, 3, "exists; use --force"},
+		{"nfs source", []string{"build", "--ks", unreachable("nfs --server=nfs.example --dir=/os"), "--iso", iso, "-o", filepath.Join(dir, "x")}, 3, "unreachable.ks:4: nfs"},
+		{"nfs repo", []string{"build", "--ks", unreachable("repo --name=r --baseurl=nfs://nfs.example/r"), "--iso", iso, "-o", filepath.Join(dir, "x")}, 3, "unreachable.ks:4: nfs nfs://nfs.example/r: NFS cannot be served"},
+		{"ftp repo", []string{"build", "--ks", unreachable("repo --name=r --baseurl=ftp://ftp.example/r/"), "--iso", iso, "-o", filepath.Join(dir, "x")}, 3, "unreachable.ks:4: other ftp://ftp.example/r/: ftp URLs cannot"},
+		{"container", []string{"build", "--ks", unreachable("ostreecontainer --url=quay.io/example/os:9"), "--iso", iso, "-o", filepath.Join(dir, "x")}, 3, "unreachable.ks:4: registry quay.io/example/os:9: a container registry"},
+		{"bootc", []string{"build", "--ks", writeFile(t, "bootc.ks", "#version=RHEL10\ntext\nrootpw --lock\nautopart\nbootc --source-imgref=registry:quay.io/example/os:10\n"), "--iso", iso, "-o", filepath.Join(dir, "x")}, 3, "bootc.ks:5: registry registry:quay.io/example/os:10: a container registry"},
+		{"unreachable include", []string{"build", "--ks", unreachable("%include http://127.0.0.1:1/part.ks"), "--iso", iso, "-o", filepath.Join(dir, "x")}, 3, "unreachable.ks:4"},
+		{"mirrorlist offline", []string{"build", "--ks", unreachable("repo --name=r --mirrorlist=http://lists.example/r"), "--iso", iso, "-o", filepath.Join(dir, "x"), "--offline"}, 3, "unreachable.ks:4: mirrorlist http://lists.example/r: --offline"},
 		{"no output directory", []string{"build", "--ks", good, "--iso", iso, "-o", "/nonexistent/dir/x"}, 3, "its directory does not exist"},
 	}
 	for _, tt := range tests {

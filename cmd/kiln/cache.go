@@ -35,7 +35,7 @@ func runCache(ctx context.Context, e *env, args []string) error {
 	if fs.NArg() != 0 {
 		return usagef("cache: unexpected argument %q", fs.Arg(0))
 	}
-	c, err := openCache(*dir, "")
+	c, _, err := openCache(*dir, "")
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -71,12 +72,30 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	for name, u := range kickstart.ScriptUpstreams(f, ups) {
 		ups[name] = u
 	}
-	srvCache, err := openCache(*cacheDir, *ca)
+	srvCache, client, err := openCache(*cacheDir, *ca)
 	if err != nil {
 		return err
 	}
 	defer srvCache.Close()
-	srv, err := ksserve.New(ksserve.Config{Mirrors: ups, FilesDir: *files, Cache: srvCache, Offline: *offline, Log: e.log})
+	srcs := f.NetworkSources()
+	for _, s := range srcs {
+		if ok, why := s.Proxyable(); !ok {
+			e.log.Warn("not proxied: the installer must reach it itself", "where", s.Where(), "kind", s.Kind, "url", cache.Redact(s.URL), "why", why)
+		}
+	}
+	var lists []ksserve.MirrorList
+	if !*offline {
+		if lists, err = ksserve.ResolveLists(ctx, client, srcs); err != nil {
+			return fmt.Errorf("resolving the kickstart's mirror lists: %w", err)
+		}
+	}
+	expected := map[string]string{}
+	for _, s := range srcs {
+		if s.Kind == kickstart.SourceLiveImg && s.Checksum != "" {
+			expected[s.URL] = s.Checksum
+		}
+	}
+	srv, err := ksserve.New(ksserve.Config{Mirrors: ups, Lists: lists, Expected: expected, FilesDir: *files, Cache: srvCache, Offline: *offline, Log: e.log})
 	if err != nil {
 		return usagef("serve: %v", err)
 	}
@@ -129,17 +148,19 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	return err
 }
 
-func openCache(dir, ca string) (*cache.Cache, error) {
+// openCache opens the mirror cache and the client it fetches with.
+func openCache(dir, ca string) (*cache.Cache, *http.Client, error) {
 	if dir == "" {
 		d, err := cache.DefaultDir()
 		if err != nil {
-			return nil, fmt.Errorf("finding the cache directory: %w (use --cache-dir)", err)
+			return nil, nil, fmt.Errorf("finding the cache directory: %w (use --cache-dir)", err)
 		}
 		dir = d
 	}
 	client, err := ksserve.NewUpstreamClient(ca)
 	if err != nil {
-		return nil, &invalidError{err: err}
+		return nil, nil, &invalidError{err: err}
 	}
-	return cache.Open(dir, client)
+	c, err := cache.Open(dir, client)
+	return c, client, err
 }

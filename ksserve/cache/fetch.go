@@ -78,11 +78,15 @@ func (c *Cache) join(key string, req Request) *fetch {
 	return f
 }
 
+// markReady sets the result, once: a failure after the body began
+// reaches followers through WriteTo, not here.
 func (f *fetch) markReady(r result) {
-	f.mu.Lock()
-	f.result = r
-	f.mu.Unlock()
-	f.readyOnce.Do(func() { close(f.ready) })
+	f.readyOnce.Do(func() {
+		f.mu.Lock()
+		f.result = r
+		f.mu.Unlock()
+		close(f.ready)
+	})
 }
 
 // run fetches f under the object's lock; it is detached from every caller,

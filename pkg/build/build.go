@@ -320,6 +320,9 @@ func (b *builder) validate() error {
 	if err := b.kickstart(); err != nil {
 		return err
 	}
+	if err := b.checkSources(); err != nil {
+		return err
+	}
 	// Outputs: none may exist unless --force, and their directory must
 	// have room.
 	for _, f := range o.Formats {

@@ -27,6 +27,9 @@ type Manifest struct {
 	Firmware    Firmware         `json:"firmware"`
 	Accel       qemu.AccelReport `json:"accel"`
 	Inputs      []File           `json:"inputs"`
+	// Sources are the kickstart's network sources, how the build reached
+	// each, and the mirror chosen from each list.
+	Sources []Source `json:"sources"`
 	Phases      []PhaseTime      `json:"phases"`
 	VMSeconds   float64          `json:"vm_seconds"`
 	// OverheadSeconds is the build's wall time less the VM's run: what

@@ -65,13 +65,21 @@ func (b *builder) run(ctx context.Context) (*Manifest, error) {
 	m.Inputs = b.inputs()
 
 	b.enter("source")
-	mc, err := b.openCache()
+	mc, client, err := b.openCache()
 	if err != nil {
 		return nil, err
 	}
 	defer mc.Close()
 	upstreams := b.upstreams()
-	srv, err := ksserve.New(ksserve.Config{Mirrors: upstreams, FilesDir: o.FilesDir, Cache: mc, Offline: o.Offline, Log: b.log, Reports: true})
+	// The VM could not reach a list's mirrors: kiln chooses one and
+	// proxies it.
+	lists, err := ksserve.ResolveLists(ctx, client, b.ks.NetworkSources())
+	if err != nil {
+		return nil, fmt.Errorf("resolving the kickstart's mirror lists: %w", err)
+	}
+	m.Sources = b.sources(lists)
+	srv, err := ksserve.New(ksserve.Config{Mirrors: upstreams, Lists: lists, Expected: b.expectedSums(), FilesDir: o.FilesDir, Cache: mc,
+		Offline: o.Offline, Log: b.log, Reports: true})
 	if err != nil {
 		return nil, &InputError{fmt.Errorf("serving the build: %w", err)}
 	}
@@ -207,20 +215,22 @@ func (b *builder) run(ctx context.Context) (*Manifest, error) {
 	return m, nil
 }
 
-func (b *builder) openCache() (*cache.Cache, error) {
+// openCache opens the mirror cache and the client it fetches with.
+func (b *builder) openCache() (*cache.Cache, *http.Client, error) {
 	dir := b.o.CacheDir
 	if dir == "" {
 		d, err := cache.DefaultDir()
 		if err != nil {
-			return nil, fmt.Errorf("finding the cache directory: %w (use --cache-dir)", err)
+			return nil, nil, fmt.Errorf("finding the cache directory: %w (use --cache-dir)", err)
 		}
 		dir = d
 	}
 	client, err := ksserve.NewUpstreamClient(b.o.CA)
 	if err != nil {
-		return nil, &InputError{err}
+		return nil, nil, &InputError{err}
 	}
-	return cache.Open(dir, client)
+	c, err := cache.Open(dir, client)
+	return c, client, err
 }
 
 // source finds the installer: a local ISO, an ISO downloaded into the

@@ -18,6 +18,9 @@ type BuildPlan struct {
 	Outputs  []string `json:"outputs"`
 	Notices  []string `json:"notices,omitempty"`
 	Mirrors  []string `json:"mirrors"`
+	// Sources are the kickstart's network sources and how the VM
+	// reaches each.
+	Sources []Source `json:"sources"`
 	// Cmdline is the QEMU command line, with the work directory shown as
 	// /tmp/kiln-build-DRYRUN and the proxy's port as PORT.
 	Cmdline []string `json:"cmdline"`
@@ -47,6 +50,7 @@ func Plan(o Options) (*BuildPlan, error) {
 		p.Mirrors = append(p.Mirrors, n+"="+cache.Redact(u))
 	}
 	sort.Strings(p.Mirrors)
+	p.Sources = b.sources(nil)
 	switch action, _ := b.ks.Shutdown(); action {
 	case "poweroff", "shutdown":
 	case "":

@@ -10,17 +10,20 @@ import (
 // upstreamName is what a proxy may call an upstream.
 var upstreamName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 
-// Upstreams names the mirrors a kickstart uses: its url line as "install"
-// and each repo by its --name. Mirror lists and metalinks are not
-// proxied: their targets are not known in advance.
+// Upstreams names the upstreams a proxy serves the kickstart from, each
+// base URL by its NetSource name: the url line as "install", each repo by
+// its --name, a liveimg's directory as "liveimg", an OSTree repository as
+// "ostree". Mirror lists and metalinks name no base until one of their
+// mirrors is chosen (ksserve.ResolveLists), and sources no proxy can
+// serve are left out (NetSource.Proxyable).
 func Upstreams(f *File) map[string]string {
 	m := map[string]string{}
-	if src := f.InstallSource(); src != nil && src.Kind == "url" && isHTTP(src.URL) {
-		m["install"] = src.URL
-	}
-	for _, r := range f.Repos() {
-		if isHTTP(r.BaseURL) && upstreamName.MatchString(r.Name) {
-			m[r.Name] = r.BaseURL
+	for _, s := range f.NetworkSources() {
+		if ok, _ := s.Proxyable(); !ok || s.Name == "" || !upstreamName.MatchString(s.Name) {
+			continue
+		}
+		if u := s.UpstreamURL(); u != "" {
+			m[s.Name] = u
 		}
 	}
 	return m
@@ -66,7 +69,12 @@ func isHTTP(u string) bool {
 
 // Prefix is one rewrite: an upstream URL prefix and the proxy URL that
 // replaces it.
-type Prefix struct{ Upstream, Proxy string }
+type Prefix struct {
+	Upstream, Proxy string
+	// Whole says the rewrite names one file (a mirror list), not a
+	// directory; it is undone on the installed system too.
+	Whole bool
+}
 
 // Rewrite maps u to the proxy when a mirror serves it.
 func Rewrite(ps []Prefix, u string) string {
@@ -109,7 +117,7 @@ func RestoreScript(original []byte, ps []Prefix) string {
 	sb.WriteString(enc + "\nKILN_EOF\nchmod 600 \"$sysroot/root/original-ks.cfg\"\n")
 	sb.WriteString("for f in \"$sysroot\"/etc/yum.repos.d/*.repo \"$sysroot/root/anaconda-ks.cfg\"; do\n  [ -f \"$f\" ] || continue\n")
 	for _, p := range ps {
-		if !strings.HasSuffix(p.Upstream, "/") {
+		if !strings.HasSuffix(p.Upstream, "/") && !p.Whole {
 			continue
 		}
 		fmt.Fprintf(&sb, "  sed -i 's|%s|%s|g' \"$f\"\n", sedPattern(p.Proxy), sedReplacement(p.Upstream))
