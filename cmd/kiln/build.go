@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/kiln-build/kiln/ksserve/cache"
 	"os"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/kiln-build/kiln/ksserve/cache"
 	"github.com/kiln-build/kiln/pkg/build"
 	"github.com/kiln-build/kiln/pkg/kickstart"
 	"github.com/kiln-build/kiln/pkg/tdl"

@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/xml"
-	"github.com/kiln-build/kiln/ksserve/cache"
 	"io"
 	"os"
 	"path"
@@ -14,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/kiln-build/kiln/internal/fileutil"
+	"github.com/kiln-build/kiln/ksserve/cache"
 
 	"github.com/kiln-build/kiln/iso"
 	"github.com/kiln-build/kiln/ksserve"
@@ -29,9 +29,9 @@ type Manifest struct {
 	Inputs      []File           `json:"inputs"`
 	// Sources are the kickstart's network sources, how the build reached
 	// each, and the mirror chosen from each list.
-	Sources []Source `json:"sources"`
-	Phases      []PhaseTime      `json:"phases"`
-	VMSeconds   float64          `json:"vm_seconds"`
+	Sources   []Source    `json:"sources"`
+	Phases    []PhaseTime `json:"phases"`
+	VMSeconds float64     `json:"vm_seconds"`
 	// OverheadSeconds is the build's wall time less the VM's run: what
 	// kiln itself cost.
 	OverheadSeconds float64   `json:"overhead_seconds"`

@@ -1,11 +1,11 @@
 package build
 
 import (
-	"github.com/kiln-build/kiln/ksserve/cache"
 	"path/filepath"
 	"sort"
 	"strings"
 
+	"github.com/kiln-build/kiln/ksserve/cache"
 	"github.com/kiln-build/kiln/qemu"
 )
 
