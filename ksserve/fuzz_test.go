@@ -1,13 +1,16 @@
 package ksserve
 
 import (
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kiln-build/kiln/ksserve/cache"
 )
@@ -68,4 +71,64 @@ func setRawPath(req *http.Request, raw string) error {
 	}
 	req.URL = u
 	return nil
+}
+
+// FuzzRequest writes raw bytes to Serve, the production server, and the
+// same bytes to net/http's own server with the same handler: Serve must
+// answer them as net/http does (the same sequence of statuses), never
+// serve the kickstart where net/http does not (a desync), and keep
+// serving afterwards.
+func FuzzRequest(f *testing.F) {
+	srv, err := New(Config{Kickstart: []byte("KICKSTART-BODY"), Token: "tok", Reports: true})
+	if err != nil {
+		f.Fatal(err)
+	}
+	kiln := startServer(f, srv)
+	plain := httptest.NewServer(srv)
+	defer plain.Close()
+	hidden := "GET /tok/ks.cfg HTTP/1.1\r\nHost: x\r\n\r\n"
+	for _, s := range []string{
+		hidden,
+		hidden + hidden,
+		"POST /tok/report/p HTTP/1.1\r\nHost: x\r\nContent-Length : 36\r\n\r\n" + hidden,
+		"POST /tok/report/p HTTP/1.1\r\nHost: x\r\nContent-Length: 36\r\nTransfer-Encoding: chunked\r\n\r\n" + hidden,
+		"POST /tok/report/p HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n" + hidden,
+		"GET /tok/ks.cfg HTTP/1.0\r\n\r\n",
+		"GET /tok/%zz HTTP/1.1\r\nHost: x\r\n\r\n",
+		"GET http://evil/ HTTP/1.1\r\nHost: evil\r\n\r\n",
+		"\r\n\r\nGET /tok/ks.cfg HTTP/1.1\r\nHost: x\r\n\r\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		if len(raw) > 8<<10 {
+			return
+		}
+		got := exchange(t, kiln.Addr, raw)
+		want := exchange(t, strings.TrimPrefix(plain.URL, "http://"), raw)
+		if g, w := statuses(got), statuses(want); fmt.Sprint(g) != fmt.Sprint(w) {
+			t.Fatalf("Serve answered %v, net/http %v, to %q", g, w, raw)
+		}
+		if strings.Count(got, "KICKSTART-BODY") > strings.Count(want, "KICKSTART-BODY") {
+			t.Fatalf("Serve served the kickstart where net/http did not, to %q", raw)
+		}
+		if after := exchange(t, kiln.Addr, []byte(hidden)); !strings.Contains(after, "KICKSTART-BODY") {
+			t.Fatalf("Serve stopped serving after %q", raw)
+		}
+	})
+}
+
+// exchange writes raw on a new connection, closes its writing half, and
+// returns all the server sends until it closes.
+func exchange(t *testing.T, addr string, raw []byte) string {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	c.Write(raw)
+	c.(*net.TCPConn).CloseWrite()
+	b, _ := io.ReadAll(c)
+	return string(b)
 }
