@@ -26,30 +26,29 @@
 //
 // # The cache
 //
-// The mirror cache lives on disk (Cache). Objects whose name fixes their
-// content (RPMs, images/, checksum-named repodata) are kept forever;
-// metadata (repomd.xml, .treeinfo, .discinfo, unnamed primary.xml) is
-// revalidated with a conditional GET once per build and then pinned, so a
-// build sees one consistent snapshot of each repo. RPMs and repodata whose
-// sha256 the repo metadata lists are verified before they enter the cache,
-// and are stored by content, so identical files from two repos are kept
-// once. Writes go to a temporary file that is checked and renamed; a
-// concurrent request for an object being fetched joins that one fetch and
-// is streamed the bytes as they arrive. The cache is shared by every kiln on
-// the host: a process that misses an object takes the object's lock (a
-// one-byte OFD record lock in the cache's lock file, at an offset from the
-// object's key), so a second process missing it at the same moment waits
-// and then serves the first one's copy instead of fetching it again.
-// Small objects share pack files, which a hit reads through a read-only
-// mapping rather than with a read(2) each.
+// Objects live in package ksserve/cache, whose one entry point is Get:
+// from the cache, or from the one upstream fetch of the object that every
+// concurrent request, in this process or another kiln's, shares. This
+// package decides the policy: objects whose name fixes their content
+// (RPMs, .debs, images/, checksum-named repodata, OSTree objects) are
+// kept forever; metadata (repomd.xml, .treeinfo, Release files) is
+// revalidated with a conditional GET once per build and then pinned in
+// memory, so a build sees one consistent snapshot of each repo. The sums
+// repomd.xml, primary.xml and .treeinfo list, and a liveimg's --checksum,
+// are handed to Get, which never gives a client the whole of an object
+// that fails its sum (see the cache package).
+//
+// # Sources the kickstart names
+//
+// A mirror list or metalink is fetched by kiln (ResolveLists), which
+// chooses the first mirror that answers and serves the installer, at
+// /TOKEN/list/NAME, a list whose one entry is that mirror's proxy.
 //
 // # Serving
 //
-// Server is an http.Handler and works under any server. Serve, which kiln
-// build and kiln serve use, runs it in a connection loop of its own for
-// the plain requests an installer makes (GET or HEAD, HTTP/1.1, no body):
-// a response's header and a small body leave in one writev(2), a large
-// body by sendfile(2). Every other request hands its connection to
-// net/http's server, bytes already read included, for the rest of the
-// connection's life.
+// Server is an http.Handler; Serve runs it under net/http's server with
+// Limits: header, body and idle timeouts, a write deadline that moves with
+// each chunk a response sends, a bound on connections, and net/http's
+// back-off when accept fails for want of file descriptors. Large bodies
+// leave by sendfile(2).
 package ksserve

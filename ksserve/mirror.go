@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path"
 	"regexp"
 	"strconv"
@@ -55,29 +56,23 @@ const maxPinned = 4 << 20
 const wholeFirst = 1 << 20
 
 func (s *Server) serveMirror(w http.ResponseWriter, r *http.Request, name, escaped string) {
-	base, ok := s.mirrors[name]
+	rt, ok := s.routeOf(name, escaped)
 	if !ok {
-		http.Error(w, fmt.Sprintf("no mirror named %q is configured", name), http.StatusNotFound)
-		return
-	}
-	rel, ok := cleanRel(escaped)
-	if !ok {
+		if _, known := s.mirrors[name]; !known {
+			http.Error(w, fmt.Sprintf("no mirror named %q is configured", name), http.StatusNotFound)
+			return
+		}
 		http.Error(w, "bad path", http.StatusBadRequest)
 		return
 	}
-	u := *base
-	u.Path = base.Path + rel
-	u.RawPath = ""
-	target := u.String()
-	k := classify(rel)
-
+	rel, target, k, key := rt.rel, rt.target, rt.kind, rt.urlKey
 	s.mu.Lock()
 	pinned, isPinned := s.pinned[target]
 	want := s.expected[target]
 	s.mu.Unlock()
 	if want != "" {
 		// Named by its sum: it cannot change.
-		k = immutable
+		k, key = immutable, cache.Key("", want)
 	}
 	if isPinned {
 		s.record(name, rel, int64(len(pinned.data)), pinned.sha, true)
@@ -85,7 +80,7 @@ func (s *Server) serveMirror(w http.ResponseWriter, r *http.Request, name, escap
 		http.ServeContent(w, r, path.Base(rel), time.Time{}, bytes.NewReader(pinned.data))
 		return
 	}
-	obj, err := s.cfg.Cache.Get(r.Context(), cache.Request{URL: target, SHA256: want, Revalidate: k == metadata, Offline: s.cfg.Offline})
+	obj, err := s.cfg.Cache.Get(r.Context(), cache.Request{URL: target, Key: key, SHA256: want, Revalidate: k == metadata, Offline: s.cfg.Offline})
 	if err != nil {
 		s.fetchFailed(w, r, name, rel, err)
 		return
@@ -97,13 +92,43 @@ func (s *Server) serveMirror(w http.ResponseWriter, r *http.Request, name, escap
 	if obj.Meta.ContentType != "" {
 		w.Header().Set("Content-Type", obj.Meta.ContentType)
 	}
+	if b := obj.Small(); b != nil {
+		s.cacheBytes.Add(obj.Meta.Size)
+		s.record(name, rel, obj.Meta.Size, obj.Meta.SHA256, true)
+		if k == metadata {
+			s.pin(name, rel, target, bytes.NewReader(b), obj.Meta)
+		}
+		if r.Header.Get("Range") != "" {
+			http.ServeContent(w, r, path.Base(rel), time.Time{}, bytes.NewReader(b))
+			return
+		}
+		h := w.Header()
+		if h.Get("Content-Type") == "" {
+			h.Set("Content-Type", "application/octet-stream")
+		}
+		h["Content-Length"] = []string{strconv.Itoa(len(b))}
+		h["Accept-Ranges"] = acceptRanges
+		w.WriteHeader(http.StatusOK)
+		if r.Method != http.MethodHead {
+			w.Write(b)
+		}
+		return
+	}
 	if f := obj.File(); f != nil {
 		s.cacheBytes.Add(obj.Meta.Size)
 		s.record(name, rel, obj.Meta.Size, obj.Meta.SHA256, true)
 		if k == metadata {
 			s.pin(name, rel, target, f, obj.Meta)
+			if _, err := f.Seek(0, io.SeekStart); err != nil {
+				http.Error(w, "reading the cache", http.StatusInternalServerError)
+				return
+			}
 		}
-		http.ServeContent(w, r, path.Base(rel), time.Time{}, f)
+		if r.Header.Get("Range") != "" {
+			http.ServeContent(w, r, path.Base(rel), time.Time{}, f)
+			return
+		}
+		serveWhole(w, r, f, obj.Meta.Size)
 		return
 	}
 	size := obj.Meta.Size
@@ -162,6 +187,71 @@ func (s *Server) serveMirror(w http.ResponseWriter, r *http.Request, name, escap
 	if k == metadata {
 		s.pin(name, rel, target, rs, meta)
 	}
+}
+
+var acceptRanges = []string{"bytes"}
+
+// serveWhole sends a whole cached file. The header goes out first, on its
+// own, so that the body leaves by sendfile(2) from the file's start:
+// net/http would otherwise copy its first 512 bytes through its buffer to
+// sniff a type, and send the rest from an unaligned offset.
+func serveWhole(w http.ResponseWriter, r *http.Request, f *os.File, size int64) {
+	h := w.Header()
+	if h.Get("Content-Type") == "" {
+		h.Set("Content-Type", "application/octet-stream")
+	}
+	h.Set("Content-Length", strconv.FormatInt(size, 10))
+	h.Set("Accept-Ranges", "bytes")
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodHead {
+		return
+	}
+	if size > 64<<10 {
+		http.NewResponseController(w).Flush()
+	}
+	io.Copy(w, io.LimitReader(f, size))
+}
+
+// route is what a request path under a mirror names: worked out once per
+// path, since a build asks for the same objects again and again.
+type route struct {
+	rel, target string
+	kind        kind
+	urlKey      string // the object's cache key by URL
+}
+
+// maxRoutes bounds the remembered routes; past it they are forgotten and
+// worked out again.
+const maxRoutes = 1 << 16
+
+func (s *Server) routeOf(name, escaped string) (route, bool) {
+	id := name + "/" + escaped
+	s.mu.Lock()
+	rt, ok := s.routes[id]
+	s.mu.Unlock()
+	if ok {
+		return rt, true
+	}
+	base, ok := s.mirrors[name]
+	if !ok {
+		return route{}, false
+	}
+	rel, ok := cleanRel(escaped)
+	if !ok {
+		return route{}, false
+	}
+	u := *base
+	u.Path = base.Path + rel
+	u.RawPath = ""
+	target := u.String()
+	rt = route{rel: rel, target: target, kind: classify(rel), urlKey: cache.Key(target, "")}
+	s.mu.Lock()
+	if len(s.routes) >= maxRoutes {
+		s.routes = map[string]route{}
+	}
+	s.routes[id] = rt
+	s.mu.Unlock()
+	return rt, true
 }
 
 func (s *Server) fetchFailed(w http.ResponseWriter, r *http.Request, name, rel string, err error) {

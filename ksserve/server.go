@@ -69,6 +69,7 @@ type Server struct {
 	pinned   map[string]pinnedObject // metadata served in this build, by URL
 	expected map[string]string       // sha256 of objects repo metadata lists, by URL
 	objects  map[objectID]*ObjectRecord
+	routes   map[string]route // mirror requests' paths, worked out
 
 	reports map[string][]byte
 
@@ -110,7 +111,7 @@ var mirrorName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 // New checks cfg and returns a Server.
 func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, mirrors: map[string]*url.URL{}, pinned: map[string]pinnedObject{}, expected: map[string]string{},
-		objects: map[objectID]*ObjectRecord{}}
+		objects: map[objectID]*ObjectRecord{}, routes: map[string]route{}}
 	if s.cfg.Log == nil {
 		s.cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}

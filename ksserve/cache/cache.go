@@ -58,6 +58,8 @@ type Cache struct {
 	mu       sync.Mutex
 	inflight map[string]*fetch
 	verified map[string]verified // entries whose sum this process checked
+	hot      map[string]*Object  // small checked entries held in memory
+	hotBytes int64
 }
 
 // verified is an entry this process checked, with the file's size and
@@ -105,7 +107,7 @@ func Open(dir string, client *http.Client, opts ...Option) (*Cache, error) {
 		return nil, fmt.Errorf("opening cache %s: %w", dir, err)
 	}
 	c := &Cache{dir: dir, client: client, lockFile: lf, retries: 2, backoff: 500 * time.Millisecond,
-		inflight: map[string]*fetch{}, verified: map[string]verified{}}
+		inflight: map[string]*fetch{}, verified: map[string]verified{}, hot: map[string]*Object{}}
 	for _, o := range opts {
 		o(c)
 	}
@@ -154,6 +156,9 @@ func (c *Cache) metaPath(key string) string { return c.dataPath(key) + ".json" }
 type Request struct {
 	// URL is the upstream object.
 	URL string
+	// Key names it in the cache: Key(URL, SHA256) when empty, which a
+	// caller that asks for one object often can work out once.
+	Key string
 	// SHA256, when known, is checked before the object's last bytes are
 	// given out, and names the object in the cache.
 	SHA256 string
@@ -194,7 +199,15 @@ func Redact(raw string) string {
 // tied to ctx, which bounds only the wait for the upstream's answer: other
 // callers may be following it. The caller must Close the object.
 func (c *Cache) Get(ctx context.Context, req Request) (*Object, error) {
-	key := Key(req.URL, req.SHA256)
+	key := req.Key
+	if key == "" {
+		key = Key(req.URL, req.SHA256)
+	}
+	if !req.Revalidate || req.Offline {
+		if o := c.small(key); o != nil {
+			return o, nil
+		}
+	}
 	prev, f, err := c.lookup(key)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		// Damaged: fetched again.
@@ -270,6 +283,63 @@ func (c *Cache) lookup(key string) (*Meta, *os.File, error) {
 	return m, f, nil
 }
 
+// SmallMax bounds the objects a hit serves from memory (Object.Small)
+// rather than from a file: a repository's many small packages and
+// metadata files, for which opening, reading and closing a file costs more
+// than sending it. HotMax bounds the memory they take; past it, entries
+// chosen at random give way. An entry enters only after its sum was
+// checked, and leaves when the entry is removed.
+const (
+	SmallMax = 64 << 10
+	HotMax   = 64 << 20
+)
+
+// small returns a hit on a small entry this process has checked: from
+// memory, or read from its file and kept in memory; nil when it has no
+// such entry. A file whose size or time changed on disk is left to lookup,
+// which checks it again.
+func (c *Cache) small(key string) *Object {
+	c.mu.Lock()
+	if o := c.hot[key]; o != nil {
+		c.mu.Unlock()
+		return o
+	}
+	v, ok := c.verified[key]
+	c.mu.Unlock()
+	if !ok || v.size > SmallMax {
+		return nil
+	}
+	fd, err := unix.Open(c.dataPath(key), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) != nil || st.Size != v.size || !time.Unix(st.Mtim.Unix()).Equal(v.mtime) {
+		return nil
+	}
+	b := make([]byte, v.size+1)
+	n, err := unix.Pread(fd, b, 0)
+	if err != nil || int64(n) != v.size {
+		return nil
+	}
+	o := &Object{Meta: *v.meta, Cached: true, small: b[:n:n]}
+	c.mu.Lock()
+	for k, old := range c.hot {
+		if c.hotBytes+int64(n) <= HotMax {
+			break
+		}
+		delete(c.hot, k)
+		c.hotBytes -= int64(len(old.small))
+	}
+	if _, ok := c.verified[key]; ok && c.hot[key] == nil {
+		c.hot[key] = o
+		c.hotBytes += int64(n)
+	}
+	c.mu.Unlock()
+	return o
+}
+
 // check reads an entry's metadata and checks the bytes against it.
 func (c *Cache) check(key string, f *os.File, size int64) (*Meta, error) {
 	b, err := os.ReadFile(c.metaPath(key))
@@ -306,6 +376,10 @@ func (c *Cache) remove(key string) {
 	os.Remove(c.dataPath(key))
 	c.mu.Lock()
 	delete(c.verified, key)
+	if o := c.hot[key]; o != nil {
+		delete(c.hot, key)
+		c.hotBytes -= int64(len(o.small))
+	}
 	c.mu.Unlock()
 }
 

@@ -213,13 +213,21 @@ func TestShortBodies(t *testing.T) {
 	}
 }
 
-// TestDamagedEntries: an entry cut short, grown, or with a byte changed is
-// found, removed and fetched again; the first two in the same process,
-// the last by a new one (a process checks each sum once).
+// TestDamagedEntries: an entry cut short, grown, or with a byte changed on
+// disk is found, removed and fetched again: by the same process when it
+// reads the file again (a change of size or time), by a new one
+// otherwise; a process keeps small checked entries in memory, and checks
+// each sum once.
 func TestDamagedEntries(t *testing.T) {
+	for _, size := range []int{8 << 10, SmallMax, 1 << 20} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) { testDamage(t, size) })
+	}
+}
+
+func testDamage(t *testing.T, size int) {
 	up := newOrigin(t)
 	dir := t.TempDir()
-	data := pattern(1 << 20)
+	data := pattern(size)
 	for i, damage := range []func(path string){
 		func(p string) { os.Truncate(p, 1000) },
 		func(p string) {
@@ -236,16 +244,23 @@ func TestDamagedEntries(t *testing.T) {
 		p := fmt.Sprintf("/d%d.rpm", i)
 		up.handle(p, serveBytes(data, true))
 		c := open(t, dir)
-		if _, err := read(c, Request{URL: up.URL + p}); err != nil {
-			t.Fatal(err)
+		for j := 0; j < 2; j++ { // a miss, then a hit
+			if got, err := read(c, Request{URL: up.URL + p}); err != nil || !bytes.Equal(got, data) {
+				t.Fatalf("%d bytes, %v", len(got), err)
+			}
 		}
 		c.Wait()
 		damage(c.dataPath(Key(up.URL+p, "")))
-		if i == 2 {
-			c = open(t, dir)
-		}
+		// This process still serves the right bytes (from memory, or
+		// fetched again); a new one finds the damage.
 		if got, err := read(c, Request{URL: up.URL + p}); err != nil || !bytes.Equal(got, data) {
-			t.Errorf("damage %d: %d bytes, %v", i, len(got), err)
+			t.Errorf("damage %d, same process: %d bytes, %v", i, len(got), err)
+		}
+		if up.count(p) == 1 {
+			c = open(t, dir)
+			if got, err := read(c, Request{URL: up.URL + p}); err != nil || !bytes.Equal(got, data) {
+				t.Errorf("damage %d: %d bytes, %v", i, len(got), err)
+			}
 		}
 		if n := up.count(p); n != 2 {
 			t.Errorf("damage %d: fetched %d times, want 2", i, n)

@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -333,10 +334,16 @@ type Object struct {
 
 	file  *os.File
 	fetch *fetch
+	small []byte // shared by every hit on it: never written
 }
 
-// File is the complete cached object, or nil while it downloads.
+// File is the complete cached object, or nil while it downloads or when
+// Small holds it.
 func (o *Object) File() *os.File { return o.file }
+
+// Small is a small cached object's bytes (see SmallMax), or nil. The
+// caller must not change them.
+func (o *Object) Small() []byte { return o.small }
 
 // Close releases the object.
 func (o *Object) Close() error {
@@ -353,6 +360,10 @@ func (o *Object) Close() error {
 // out (see Holdback). It returns the download's error when it fails, or
 // ctx's; the writer then holds an incomplete body.
 func (o *Object) WriteTo(ctx context.Context, w io.Writer) (int64, error) {
+	if o.small != nil {
+		n, err := w.Write(o.small)
+		return int64(n), err
+	}
 	if o.file != nil {
 		return io.Copy(w, io.NewSectionReader(o.file, 0, o.Meta.Size))
 	}
@@ -410,6 +421,9 @@ func (f *fetch) limitLocked() int64 {
 // checked, for a caller that needs all of it first (a range, or metadata
 // to read), with its final metadata.
 func (o *Object) Complete(ctx context.Context) (io.ReadSeeker, Meta, error) {
+	if o.small != nil {
+		return bytes.NewReader(o.small), o.Meta, nil
+	}
 	if o.file != nil {
 		return o.file, o.Meta, nil
 	}
