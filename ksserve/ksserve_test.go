@@ -372,7 +372,7 @@ func entryPath(c *cache.Cache, key string) string {
 	return filepath.Join(c.Dir(), "objects", key[len(key)-2:], key)
 }
 
-// corrupt flips the first byte of a cached object.
+// corrupt flips the first byte of a cached object, past its entry's header.
 func corrupt(t *testing.T, c *cache.Cache, key string) {
 	t.Helper()
 	f, err := os.OpenFile(entryPath(c, key), os.O_RDWR, 0)
@@ -381,9 +381,9 @@ func corrupt(t *testing.T, c *cache.Cache, key string) {
 	}
 	defer f.Close()
 	b := make([]byte, 1)
-	f.ReadAt(b, 0)
+	f.ReadAt(b, cache.HeaderSize)
 	b[0] ^= 0xff
-	f.WriteAt(b, 0)
+	f.WriteAt(b, cache.HeaderSize)
 }
 
 func TestLargeCorruptEntryIsFetchedAgain(t *testing.T) {

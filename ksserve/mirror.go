@@ -118,14 +118,10 @@ func (s *Server) serveMirror(w http.ResponseWriter, r *http.Request, name, escap
 		s.cacheBytes.Add(obj.Meta.Size)
 		s.record(name, rel, obj.Meta.Size, obj.Meta.SHA256, true)
 		if k == metadata {
-			s.pin(name, rel, target, f, obj.Meta)
-			if _, err := f.Seek(0, io.SeekStart); err != nil {
-				http.Error(w, "reading the cache", http.StatusInternalServerError)
-				return
-			}
+			s.pin(name, rel, target, obj.ReadSeeker(), obj.Meta)
 		}
 		if r.Header.Get("Range") != "" {
-			http.ServeContent(w, r, path.Base(rel), time.Time{}, f)
+			http.ServeContent(w, r, path.Base(rel), time.Time{}, obj.ReadSeeker())
 			return
 		}
 		serveWhole(w, r, f, obj.Meta.Size)

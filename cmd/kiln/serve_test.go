@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -111,10 +113,9 @@ func TestCacheCommand(t *testing.T) {
 	dir := t.TempDir()
 	obj := filepath.Join(dir, "objects", "ab")
 	os.MkdirAll(obj, 0o755)
-	os.WriteFile(filepath.Join(obj, "url-xab"), make([]byte, 1000), 0o644)
-	os.WriteFile(filepath.Join(obj, "url-xab.json"), []byte("{}"), 0o644)
+	os.WriteFile(filepath.Join(obj, "url-xab"), make([]byte, 5000), 0o644)
 	code, out, _ := kiln(t, "", "cache", "--cache-dir", dir)
-	if code != 0 || !strings.HasPrefix(out, "1 objects, 1002 B") {
+	if code != 0 || !strings.HasPrefix(out, "1 objects, 4.9 KiB") {
 		t.Errorf("cache: %d %q", code, out)
 	}
 	code, out, _ = kiln(t, "", "cache", "clean", "--cache-dir", dir)
@@ -196,5 +197,71 @@ func TestServeUnderDescriptorPressure(t *testing.T) {
 	<-exited
 	if strings.Contains(out.String()+errb.String(), "mirror-pw") {
 		t.Errorf("the mirror's password reached kiln serve's output:\n%s\n%s", out.String(), errb.String())
+	}
+}
+
+// TestServeMemoryUnder200Clients has 200 clients at once fetch a 32 MiB
+// object through kiln serve, all following its one download, then all
+// again from the cache: kiln serve's peak resident memory (VmHWM) stays
+// bounded, far below what holding the object per client would take.
+func TestServeMemoryUnder200Clients(t *testing.T) {
+	const clients, size = 200, 32 << 20
+	obj := bytes.Repeat([]byte("0123456789abcdef"), size/16)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", fmt.Sprint(size))
+		for off := 0; off < size; off += 1 << 20 {
+			w.Write(obj[off : off+1<<20])
+			time.Sleep(20 * time.Millisecond) // slow enough that every client joins the download
+		}
+	}))
+	defer up.Close()
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "kiln")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	ks := filepath.Join(dir, "my.ks")
+	os.WriteFile(ks, []byte("text\n"), 0o600)
+	cmd := exec.Command(bin, "--json", "serve", "--ks", ks, "--cache-dir", filepath.Join(dir, "cache"), "--mirror", "m="+up.URL+"/")
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Signal(os.Interrupt); cmd.Wait() }()
+	var ev struct{ Mirrors map[string]string }
+	line, _ := bufio.NewReader(stdout).ReadBytes('\n')
+	if err := json.Unmarshal(line, &ev); err != nil || ev.Mirrors["m"] == "" {
+		t.Fatalf("kiln serve said %q", line)
+	}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients}}
+	for round := 0; round < 2; round++ {
+		var wg sync.WaitGroup
+		for i := 0; i < clients; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				resp, err := client.Get(ev.Mirrors["m"] + "Packages/big.rpm")
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				defer resp.Body.Close()
+				if n, err := io.Copy(io.Discard, resp.Body); err != nil || n != size {
+					t.Errorf("round %d: %d bytes, %v", round, n, err)
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid))
+	var hwm int64
+	for _, l := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			fmt.Sscanf(strings.TrimSpace(v), "%d", &hwm)
+		}
+	}
+	t.Logf("kiln serve's peak RSS with %d clients: %d MiB", clients, hwm>>10)
+	if hwm == 0 || hwm > 160<<10 {
+		t.Errorf("kiln serve's peak RSS is %d KiB with %d clients of a %d MiB object", hwm, clients, size>>20)
 	}
 }

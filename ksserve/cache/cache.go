@@ -27,7 +27,6 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -43,8 +42,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Cache is an open cache directory. Its layout: objects/XX/KEY holds an
-// object's bytes and objects/XX/KEY.json its Meta; tmp/ holds downloads in
+// Cache is an open cache directory. Its layout: objects/XX/KEY is an entry
+// (its Meta, then its bytes: see entry.go); tmp/ holds downloads in
 // progress; lock is where objects are locked.
 type Cache struct {
 	dir      string
@@ -52,6 +51,9 @@ type Cache struct {
 	lockFile *os.File
 	retries  int
 	backoff  time.Duration
+	// noTmpfile makes downloads named files, as on a file system without
+	// O_TMPFILE; for tests.
+	noTmpfile bool
 
 	downloads sync.WaitGroup
 
@@ -150,6 +152,8 @@ func (c *Cache) dataPath(key string) string {
 	return filepath.Join(c.dir, "objects", key[len(key)-2:], key)
 }
 
+// metaPath is where kiln before entry headers kept an object's Meta; such
+// entries are damaged to this one, and removed with it.
 func (c *Cache) metaPath(key string) string { return c.dataPath(key) + ".json" }
 
 // Request is what Get is asked for.
@@ -251,10 +255,10 @@ func (c *Cache) Get(ctx context.Context, req Request) (*Object, error) {
 	return &Object{Meta: fe.meta, fetch: fe}, nil
 }
 
-// lookup returns the cached entry for key, checking its size against its
-// metadata each time and its sum once per process (again after it changed
-// on disk). A missing entry is fs.ErrNotExist; any other error means it is
-// damaged.
+// lookup returns the cached entry for key, positioned at its first byte
+// (seekBody), checking its size against its metadata each time and its
+// sum once per process (again after it changed on disk). A missing entry
+// is fs.ErrNotExist; any other error means it is damaged.
 func (c *Cache) lookup(key string) (*Meta, *os.File, error) {
 	f, err := os.Open(c.dataPath(key))
 	if err != nil {
@@ -270,9 +274,16 @@ func (c *Cache) lookup(key string) (*Meta, *os.File, error) {
 	c.mu.Unlock()
 	if ok && v.size == st.Size() && v.mtime.Equal(st.ModTime()) {
 		c.touch(key, st)
+		if err := seekBody(f); err != nil {
+			f.Close()
+			return nil, nil, err
+		}
 		return v.meta, f, nil
 	}
-	m, err := c.check(key, f, st.Size())
+	m, err := check(key, f, st.Size())
+	if err == nil {
+		err = seekBody(f)
+	}
 	if err != nil {
 		f.Close()
 		return nil, nil, err
@@ -281,6 +292,25 @@ func (c *Cache) lookup(key string) (*Meta, *os.File, error) {
 	c.verified[key] = verified{m, st.Size(), st.ModTime()}
 	c.mu.Unlock()
 	return m, f, nil
+}
+
+// check reads an entry's header and checks the bytes against it.
+func check(key string, f *os.File, size int64) (*Meta, error) {
+	m, err := readHeader(f)
+	if err != nil {
+		return nil, fmt.Errorf("cache entry %s: %w", key, err)
+	}
+	if size != HeaderSize+m.Size {
+		return nil, fmt.Errorf("cache entry %s: %d bytes, its header says %d", key, size-HeaderSize, m.Size)
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, io.NewSectionReader(f, HeaderSize, m.Size)); err != nil {
+		return nil, fmt.Errorf("cache entry %s: reading: %w", key, err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != m.SHA256 {
+		return nil, fmt.Errorf("cache entry %s: sha256 %s, its header says %s", key, got, m.SHA256)
+	}
+	return m, nil
 }
 
 // SmallMax bounds the objects a hit serves from memory (Object.Small)
@@ -306,7 +336,7 @@ func (c *Cache) small(key string) *Object {
 	}
 	v, ok := c.verified[key]
 	c.mu.Unlock()
-	if !ok || v.size > SmallMax {
+	if !ok || v.meta.Size > SmallMax {
 		return nil
 	}
 	fd, err := unix.Open(c.dataPath(key), unix.O_RDONLY|unix.O_CLOEXEC, 0)
@@ -318,9 +348,9 @@ func (c *Cache) small(key string) *Object {
 	if unix.Fstat(fd, &st) != nil || st.Size != v.size || !time.Unix(st.Mtim.Unix()).Equal(v.mtime) {
 		return nil
 	}
-	b := make([]byte, v.size+1)
-	n, err := unix.Pread(fd, b, 0)
-	if err != nil || int64(n) != v.size {
+	b := make([]byte, v.meta.Size+1)
+	n, err := unix.Pread(fd, b, HeaderSize)
+	if err != nil || int64(n) != v.meta.Size {
 		return nil
 	}
 	o := &Object{Meta: *v.meta, Cached: true, small: b[:n:n]}
@@ -338,34 +368,6 @@ func (c *Cache) small(key string) *Object {
 	}
 	c.mu.Unlock()
 	return o
-}
-
-// check reads an entry's metadata and checks the bytes against it.
-func (c *Cache) check(key string, f *os.File, size int64) (*Meta, error) {
-	b, err := os.ReadFile(c.metaPath(key))
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			// The data is renamed into place before its metadata: a
-			// writer may be between the two.
-			return nil, fmt.Errorf("cache entry %s: no metadata", key)
-		}
-		return nil, err
-	}
-	m := &Meta{}
-	if err := json.Unmarshal(b, m); err != nil {
-		return nil, fmt.Errorf("cache entry %s: bad metadata: %w", key, err)
-	}
-	if size != m.Size {
-		return nil, fmt.Errorf("cache entry %s: %d bytes, its metadata says %d", key, size, m.Size)
-	}
-	h := sha256.New()
-	if _, err := io.Copy(h, io.NewSectionReader(f, 0, size)); err != nil {
-		return nil, fmt.Errorf("cache entry %s: reading: %w", key, err)
-	}
-	if got := hex.EncodeToString(h.Sum(nil)); got != m.SHA256 {
-		return nil, fmt.Errorf("cache entry %s: sha256 %s, its metadata says %s", key, got, m.SHA256)
-	}
-	return m, nil
 }
 
 // Remove drops key's entry, for one a reader found damaged.
@@ -441,9 +443,7 @@ func (c *Cache) Size() (bytes int64, objects int, err error) {
 			return err
 		}
 		bytes += info.Size()
-		if filepath.Ext(p) != ".json" {
-			objects++
-		}
+		objects++
 		return nil
 	})
 	return bytes, objects, err
@@ -460,18 +460,14 @@ func (c *Cache) Prune(before time.Time, maxBytes int64) (int64, error) {
 	}
 	var objs []obj
 	err := filepath.WalkDir(filepath.Join(c.dir, "objects"), func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || filepath.Ext(p) == ".json" {
+		if err != nil || d.IsDir() {
 			return err
 		}
 		info, err := d.Info()
 		if err != nil {
 			return err
 		}
-		size := info.Size()
-		if mi, err := os.Stat(p + ".json"); err == nil {
-			size += mi.Size()
-		}
-		objs = append(objs, obj{p, size, info.ModTime()})
+		objs = append(objs, obj{p, info.Size(), info.ModTime()})
 		return nil
 	})
 	if err != nil {
@@ -487,7 +483,6 @@ func (c *Cache) Prune(before time.Time, maxBytes int64) (int64, error) {
 		if !o.mtime.Before(before) && (maxBytes < 0 || total <= maxBytes) {
 			continue
 		}
-		os.Remove(o.data + ".json")
 		if err := os.Remove(o.data); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return freed, err
 		}

@@ -30,6 +30,7 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(2)
 		}
+		c.noTmpfile = os.Getenv("KILN_CACHE_HELPER_NAMED") != ""
 		o, err := c.Get(context.Background(), Request{URL: os.Getenv("KILN_CACHE_HELPER_URL")})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -237,7 +238,12 @@ func testDamage(t *testing.T, size int) {
 		},
 		func(p string) {
 			f, _ := os.OpenFile(p, os.O_RDWR, 0)
-			f.WriteAt([]byte{^data[500]}, 500)
+			f.WriteAt([]byte{0}, 3) // the header's magic
+			f.Close()
+		},
+		func(p string) {
+			f, _ := os.OpenFile(p, os.O_RDWR, 0)
+			f.WriteAt([]byte{^data[500]}, HeaderSize+500)
 			f.Close()
 		},
 	} {
@@ -270,8 +276,17 @@ func testDamage(t *testing.T, size int) {
 
 // TestKilledDownloadIsRemoved kills a process in the middle of a download
 // (kill -9, so nothing of it runs after) and opens the cache again: the
-// dead download's temporary file goes, and the object is fetched whole.
+// dead download leaves nothing behind, and the object is fetched whole.
+// A download is an unnamed file (O_TMPFILE), which dies with its process;
+// where a file system has no O_TMPFILE it is a named one that its process
+// holds locked, and Open removes it once no process does.
 func TestKilledDownloadIsRemoved(t *testing.T) {
+	for _, named := range []bool{false, true} {
+		t.Run(fmt.Sprintf("named=%v", named), func(t *testing.T) { testKilledDownload(t, named) })
+	}
+}
+
+func testKilledDownload(t *testing.T, named bool) {
 	up := newOrigin(t)
 	data := pattern(4 << 20)
 	started := make(chan struct{}, 1)
@@ -295,6 +310,9 @@ func TestKilledDownloadIsRemoved(t *testing.T) {
 	self, _ := os.Executable()
 	cmd := exec.Command(self, "-test.run=^$")
 	cmd.Env = append(os.Environ(), "KILN_CACHE_HELPER_DIR="+dir, "KILN_CACHE_HELPER_URL="+up.URL+"/slow.img")
+	if named {
+		cmd.Env = append(cmd.Env, "KILN_CACHE_HELPER_NAMED=1")
+	}
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -307,33 +325,45 @@ func TestKilledDownloadIsRemoved(t *testing.T) {
 	}
 	// The first MiB is on its way to the helper's temporary file.
 	deadline := time.Now().Add(10 * time.Second)
-	for {
-		tmps, _ := filepath.Glob(filepath.Join(dir, "tmp", "*"))
-		if len(tmps) == 1 {
-			if st, err := os.Stat(tmps[0]); err == nil && st.Size() > 0 {
-				break
-			}
-		}
+	for partialDownload(cmd.Process.Pid, dir) == 0 {
 		if time.Now().After(deadline) {
-			t.Fatalf("no partial download in %s/tmp", dir)
+			cmd.Process.Kill()
+			t.Fatalf("the helper holds no partial download under %s/tmp", dir)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	// A live download is left alone by a second process.
 	live := open(t, dir)
-	if _, tmps := entries(t, live); tmps != 1 {
-		t.Errorf("a second process removed a live download (%d temporaries left)", tmps)
+	if _, tmps := entries(t, live); tmps != map[bool]int{false: 0, true: 1}[named] {
+		t.Errorf("a second process sees %d named temporaries of a live download", tmps)
 	}
 	cmd.Process.Signal(syscall.SIGKILL)
 	cmd.Wait()
 	close(release)
 	c := open(t, dir)
 	if _, tmps := entries(t, c); tmps != 0 {
-		t.Errorf("the killed download's temporary file is still there")
+		t.Errorf("the killed download left %d temporary files", tmps)
 	}
 	if got, err := read(c, Request{URL: up.URL + "/slow.img"}); err != nil || !bytes.Equal(got, data) {
 		t.Errorf("after the restart: %d bytes, %v", len(got), err)
 	}
+}
+
+// partialDownload is the size of the temporary file under dir/tmp that
+// process pid has open, named or not, or 0.
+func partialDownload(pid int, dir string) int64 {
+	fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	for _, fd := range fds {
+		p := fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name())
+		target, err := os.Readlink(p)
+		if err != nil || !strings.HasPrefix(target, filepath.Join(dir, "tmp")+"/") {
+			continue
+		}
+		if st, err := os.Stat(p); err == nil && st.Size() > HeaderSize {
+			return st.Size()
+		}
+	}
+	return 0
 }
 
 // TestOneFetchPerKey: many callers of one key, in one process and in two

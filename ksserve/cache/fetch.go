@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -38,6 +37,7 @@ type fetch struct {
 	readyOnce sync.Once
 	meta      Meta     // as the upstream announced it; valid after ready
 	tmp       *os.File // the download, valid after ready when result is zero
+	named     bool     // tmp has a name in tmp/ (no O_TMPFILE here)
 
 	mu        sync.Mutex
 	cond      *sync.Cond
@@ -151,18 +151,16 @@ func (c *Cache) download(f *fetch) error {
 		}
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Join(c.dir, "tmp"), "fetch-")
+	tmp, named, err := c.createTemp()
 	if err != nil {
 		return fmt.Errorf("cache: %w", err)
 	}
-	// The lock tells a later Open that this download's process is alive.
-	lockWhole(tmp)
-	f.tmp = tmp
+	f.tmp, f.named = tmp, named
 	f.meta = Meta{URL: Redact(f.req.URL), Size: resp.ContentLength, ETag: resp.Header.Get("ETag"),
 		LastModified: resp.Header.Get("Last-Modified"), ContentType: resp.Header.Get("Content-Type"), Fetched: time.Now().UTC()}
 	f.markReady(result{})
 	published, err := c.fill(f, resp, cancel)
-	if !published {
+	if !published && named {
 		os.Remove(tmp.Name())
 	}
 	return err
@@ -231,7 +229,7 @@ func (c *Cache) fill(f *fetch, resp *http.Response, stop context.CancelFunc) (pu
 		m, rerr := resp.Body.Read(buf)
 		idle.Reset(idleBody)
 		if m > 0 {
-			if _, werr := f.tmp.WriteAt(buf[:m], n); werr != nil {
+			if _, werr := f.tmp.WriteAt(buf[:m], HeaderSize+n); werr != nil {
 				return false, fmt.Errorf("cache: writing %s: %w", Redact(f.req.URL), werr)
 			}
 			h.Write(buf[:m])
@@ -264,7 +262,7 @@ func (c *Cache) fill(f *fetch, resp *http.Response, stop context.CancelFunc) (pu
 		// Whole or cut short: nothing says which. Pass it on, keep none.
 		return false, nil
 	}
-	if err := c.publish(f.key, f.tmp.Name(), final); err != nil {
+	if err := c.publish(f.key, f.tmp, f.named, final); err != nil {
 		return false, err
 	}
 	f.mu.Lock()
@@ -273,27 +271,36 @@ func (c *Cache) fill(f *fetch, resp *http.Response, stop context.CancelFunc) (pu
 	return true, nil
 }
 
-// publish renames a checked download into place: data first, then the
-// metadata that makes it an entry.
-func (c *Cache) publish(key, tmp string, m Meta) error {
+// publish writes a checked download's header and renames it into place.
+func (c *Cache) publish(key string, tmp *os.File, named bool, m Meta) error {
+	h, err := header(m)
+	if err != nil {
+		return fmt.Errorf("cache: %w", err)
+	}
+	if _, err := tmp.WriteAt(h, 0); err != nil {
+		return fmt.Errorf("cache: writing %s: %w", key, err)
+	}
 	data := c.dataPath(key)
-	if err := os.MkdirAll(filepath.Dir(data), 0o755); err != nil {
-		return fmt.Errorf("cache: %w", err)
+	place := func() error {
+		if named {
+			return os.Rename(tmp.Name(), data)
+		}
+		return linkTemp(tmp, data)
 	}
-	mb, _ := json.Marshal(m)
-	mtmp := tmp + ".json"
-	if err := os.WriteFile(mtmp, mb, 0o644); err != nil {
-		os.Remove(mtmp)
-		return fmt.Errorf("cache: writing metadata: %w", err)
+	if err := place(); err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("cache: %w", err)
+		}
+		// The first object of its directory.
+		if err := os.MkdirAll(filepath.Dir(data), 0o755); err != nil {
+			return fmt.Errorf("cache: %w", err)
+		}
+		if err := place(); err != nil {
+			return fmt.Errorf("cache: %w", err)
+		}
 	}
-	if err := os.Rename(tmp, data); err != nil {
-		os.Remove(mtmp)
-		return fmt.Errorf("cache: %w", err)
-	}
-	if err := os.Rename(mtmp, c.metaPath(key)); err != nil {
-		return fmt.Errorf("cache: %w", err)
-	}
-	if st, err := os.Stat(data); err == nil {
+	os.Remove(c.metaPath(key)) // an older kiln's
+	if st, err := tmp.Stat(); err == nil {
 		c.mu.Lock()
 		c.verified[key] = verified{&m, st.Size(), st.ModTime()}
 		c.mu.Unlock()
@@ -337,9 +344,23 @@ type Object struct {
 	small []byte // shared by every hit on it: never written
 }
 
-// File is the complete cached object, or nil while it downloads or when
-// Small holds it.
+// File is the complete cached object's entry, positioned at the object's
+// first byte (a copy of Meta.Size bytes from it is the object, by
+// sendfile(2) to a socket), or nil while it downloads or when Small holds
+// it. ReadSeeker gives the object alone.
 func (o *Object) File() *os.File { return o.file }
+
+// ReadSeeker is the complete cached object as an io.ReadSeeker of its own
+// bytes, for http.ServeContent; nil while it downloads.
+func (o *Object) ReadSeeker() io.ReadSeeker {
+	switch {
+	case o.small != nil:
+		return bytes.NewReader(o.small)
+	case o.file != nil:
+		return io.NewSectionReader(o.file, HeaderSize, o.Meta.Size)
+	}
+	return nil
+}
 
 // Small is a small cached object's bytes (see SmallMax), or nil. The
 // caller must not change them.
@@ -365,7 +386,7 @@ func (o *Object) WriteTo(ctx context.Context, w io.Writer) (int64, error) {
 		return int64(n), err
 	}
 	if o.file != nil {
-		return io.Copy(w, io.NewSectionReader(o.file, 0, o.Meta.Size))
+		return io.Copy(w, io.NewSectionReader(o.file, HeaderSize, o.Meta.Size))
 	}
 	f := o.fetch
 	stop := context.AfterFunc(ctx, func() {
@@ -391,7 +412,7 @@ func (o *Object) WriteTo(ctx context.Context, w io.Writer) (int64, error) {
 			return off, ctx.Err()
 		}
 		for off < limit {
-			k, err := f.tmp.ReadAt(buf[:min(int64(len(buf)), limit-off)], off)
+			k, err := f.tmp.ReadAt(buf[:min(int64(len(buf)), limit-off)], HeaderSize+off)
 			if k > 0 {
 				if _, werr := w.Write(buf[:k]); werr != nil {
 					return off, werr
@@ -425,7 +446,7 @@ func (o *Object) Complete(ctx context.Context) (io.ReadSeeker, Meta, error) {
 		return bytes.NewReader(o.small), o.Meta, nil
 	}
 	if o.file != nil {
-		return o.file, o.Meta, nil
+		return io.NewSectionReader(o.file, HeaderSize, o.Meta.Size), o.Meta, nil
 	}
 	f := o.fetch
 	stop := context.AfterFunc(ctx, func() {
@@ -446,5 +467,5 @@ func (o *Object) Complete(ctx context.Context) (io.ReadSeeker, Meta, error) {
 	if ferr != nil {
 		return nil, Meta{}, ferr
 	}
-	return io.NewSectionReader(f.tmp, 0, final.Size), final, nil
+	return io.NewSectionReader(f.tmp, HeaderSize, final.Size), final, nil
 }
