@@ -110,7 +110,7 @@ func (s *Server) serveMirror(w http.ResponseWriter, r *http.Request, name, escap
 		h["Accept-Ranges"] = acceptRanges
 		w.WriteHeader(http.StatusOK)
 		if r.Method != http.MethodHead {
-			w.Write(b)
+			writeCorked(w, r, b)
 		}
 		return
 	}

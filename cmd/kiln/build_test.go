@@ -101,6 +101,7 @@ func TestBuildDryRun(t *testing.T) {
 		"restrict=on", "guestfwd=tcp:10.0.2.100:PORT", "-accel tcg",
 		"notice:   the kickstart has no poweroff",
 		"install=http://mirror.example/os/", "script-files.example-8080=http://files.example:8080/",
+		`k.ks:2: url http://mirror.example/os/: proxied as "install"`,
 		".qcow2", ".raw", ".manifest.json",
 	} {
 		if !strings.Contains(out, want) {

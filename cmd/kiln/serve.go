@@ -18,13 +18,14 @@ const serveUsage = `Usage:
   kiln serve --ks FILE [--mirror NAME=URL]... [--files DIR] [--listen ADDR] [--url URL] [--offline]
 
 Serves a kickstart, a caching proxy of each mirror it uses, and a directory
-of files, for PXE and physical installs. The kickstart's url and repo
-lines, the servers its scripts fetch from, and any --mirror URL named in
-it are rewritten to point at the proxy; the installed system gets the
-original URLs back. Everything
-is served under a random token in the path, and only on loopback unless
---listen says otherwise. It prints the inst.ks= to boot with, and stops
-cleanly on Ctrl-C or SIGTERM.
+of files, for PXE and physical installs. The kickstart's url, repo,
+liveimg and ostreesetup lines, the servers its scripts fetch from, and any
+--mirror URL named in it are rewritten to point at the proxy; a mirror
+list or metalink is fetched here and served with the chosen mirror's proxy
+as its one entry; the installed system gets the original URLs back.
+Everything is served under a random token in the path, and only on
+loopback unless --listen says otherwise. It prints the inst.ks= to boot
+with, and stops cleanly on Ctrl-C or SIGTERM.
 
 Examples:
   kiln serve --ks my-rocky9.ks --files ./files
