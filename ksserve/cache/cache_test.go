@@ -419,7 +419,7 @@ func TestRevalidation(t *testing.T) {
 	var fail atomic.Bool
 	up.handle("/repodata/repomd.xml", func(w http.ResponseWriter, r *http.Request) {
 		if fail.Load() {
-			http.Error(w, "down", 503)
+			http.Error(w, "down", http.StatusServiceUnavailable)
 			return
 		}
 		tag := `"` + sum(body)[:8] + `"`

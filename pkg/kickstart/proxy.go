@@ -63,10 +63,6 @@ func ScriptUpstreams(f *File, have map[string]string) map[string]string {
 	return out
 }
 
-func isHTTP(u string) bool {
-	return strings.HasPrefix(u, "http://") || strings.HasPrefix(u, "https://")
-}
-
 // Prefix is one rewrite: an upstream URL prefix and the proxy URL that
 // replaces it.
 type Prefix struct {
