@@ -178,3 +178,13 @@ func TestVMDryRun(t *testing.T) {
 		}
 	}
 }
+
+// TestHelpOnce: each command's --help prints its usage once, and exits 0.
+func TestHelpOnce(t *testing.T) {
+	for _, args := range [][]string{{"build"}, {"serve"}, {"version"}, {"ks", "validate"}, {"ks", "render"}, {"tdl", "validate"}, {"iso"}, {"vm"}, {"cache"}, {"oz-install"}} {
+		code, out, errOut := kiln(t, "", append(args, "--help")...)
+		if n := strings.Count(out+errOut, "Usage"); code != 0 || n != 1 {
+			t.Errorf("kiln %s --help: exit %d, %d usages:\n%s%s", strings.Join(args, " "), code, n, out, errOut)
+		}
+	}
+}

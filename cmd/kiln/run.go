@@ -193,7 +193,7 @@ func flagSet(e *env, name, usage string) *pflag.FlagSet {
 func parseFlags(fs *pflag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
-			fs.Usage()
+			// pflag has printed the usage itself.
 			return err
 		}
 		return usagef("%s: %v (see kiln %s --help)", fs.Name(), err, fs.Name())

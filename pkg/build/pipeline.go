@@ -159,7 +159,7 @@ func (b *builder) run(ctx context.Context) (*Manifest, error) {
 		return nil, &InputError{fmt.Errorf("--accel: %w", err)}
 	}
 	if accel.Reason != "" {
-		b.warn("KVM is not usable (" + accel.Reason + "); falling back to TCG, which is much slower")
+		b.warn(accel.Reason + "; falling back to TCG, which is much slower")
 	}
 	m.Accel = accel
 	b.enter("install")
