@@ -322,9 +322,11 @@ func network() error {
 		return err
 	}
 	logf("INFO", "network: asking for a DHCP lease on eth0")
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	// As patient as dracut's DHCP (rd.net.timeout.dhcp): a guest under
+	// TCG on a loaded host can miss the first offers.
+	ctx, cancel := context.WithTimeout(context.Background(), 70*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "/bin/busybox", "udhcpc", "-i", "eth0", "-n", "-q", "-f", "-t", "5", "-T", "2", "-s", "/tmp/dhcp.sh")
+	cmd := exec.CommandContext(ctx, "/bin/busybox", "udhcpc", "-i", "eth0", "-n", "-q", "-f", "-t", "20", "-T", "3", "-s", "/tmp/dhcp.sh")
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stdout
 	if err := cmd.Run(); err != nil {
 		return &anaconda.Fatal{Msg: fmt.Sprintf("network: DHCP on eth0 failed: %v", err)}
