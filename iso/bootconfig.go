@@ -4,20 +4,29 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"unicode/utf8"
 )
 
-// UdevEscape escapes a volume label the way udev does in
-// /dev/disk/by-label names, which inst.ks=hd:LABEL= and inst.stage2= use:
-// anything but [A-Za-z0-9#+-.:=@_] becomes \xNN.
+// UdevEscape escapes a volume label the way udev names it in
+// /dev/disk/by-label (blkid's ID_FS_LABEL_ENC, from libblkid's
+// blkid_encode_string), which inst.ks=hd:LABEL= and inst.stage2= use:
+// [A-Za-z0-9#+-.:=@_] and multibyte UTF-8 characters stay, every other
+// byte (a backslash, a space, an invalid UTF-8 byte) becomes \xNN.
 func UdevEscape(label string) string {
 	var sb strings.Builder
-	for i := 0; i < len(label); i++ {
+	for i := 0; i < len(label); {
 		c := label[i]
-		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("#+-.:=@_", c) >= 0 {
-			sb.WriteByte(c)
+		if r, n := utf8.DecodeRuneInString(label[i:]); n > 1 && r != utf8.RuneError {
+			sb.WriteString(label[i : i+n])
+			i += n
 			continue
 		}
-		fmt.Fprintf(&sb, `\x%02x`, c)
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("#+-.:=@_", c) >= 0 {
+			sb.WriteByte(c)
+		} else {
+			fmt.Fprintf(&sb, `\x%02x`, c)
+		}
+		i++
 	}
 	return sb.String()
 }

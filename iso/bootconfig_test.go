@@ -1,8 +1,13 @@
 package iso
 
 import (
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/kiln-build/kiln/internal/testutil"
 )
 
 // Trimmed from lorax's templates for RHEL 9 media.
@@ -46,10 +51,62 @@ menuentry 'Test this media & install Rocky Linux 9.5' --class fedora --class gnu
 }
 `
 
+// udevLabels are labels and the names udev gives them, as blkid -p -o
+// udev reports ID_FS_LABEL_ENC for an ext4 image with each label
+// (util-linux 2.38.1, Debian 12); TestUdevEscapeAgainstBlkid asks blkid
+// again where it is installed.
+var udevLabels = map[string]string{
+	"Rocky-9-5-x86_64-dvd": "Rocky-9-5-x86_64-dvd",
+	"RHEL(9)":              `RHEL\x289\x29`,
+	"Rocky 9 dvd":          `Rocky\x209\x20dvd`,
+	"Ünï-co":               "Ünï-co",
+	`a\b/c`:                `a\x5cb\x2fc`,
+	"x#+-.:=@_y":           "x#+-.:=@_y",
+	"tab\tx":               `tab\x09x`,
+	"\xff\xfeab":           `\xff\xfeab`,
+}
+
 func TestUdevEscape(t *testing.T) {
-	for in, want := range map[string]string{"Rocky-9-5-x86_64-dvd": "Rocky-9-5-x86_64-dvd", "My Media": `My\x20Media`, "a/b": `a\x2fb`} {
+	for in, want := range udevLabels {
 		if got := UdevEscape(in); got != want {
 			t.Errorf("UdevEscape(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestUdevEscapeAgainstBlkid makes blkid the oracle: an ext4 image with
+// each label, and the ID_FS_LABEL_ENC blkid gives it.
+func TestUdevEscapeAgainstBlkid(t *testing.T) {
+	blkid := testutil.RequireTool(t, "blkid")
+	mke2fs := testutil.RequireTool(t, "mke2fs")
+	labels := []string{"ab(c)d", "m [x] y", "ĳ~`'\"", "%$&*!?", "é\x80z", "日本語", "a,b;c|d"}
+	for l := range udevLabels {
+		labels = append(labels, l)
+	}
+	for _, l := range labels {
+		if len(l) > 16 {
+			continue // more than an ext4 label holds
+		}
+		img := filepath.Join(t.TempDir(), "l.img")
+		if err := os.WriteFile(img, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		os.Truncate(img, 4<<20)
+		if out, err := exec.Command(mke2fs, "-q", "-F", "-L", l, img).CombinedOutput(); err != nil {
+			t.Fatalf("mke2fs -L %q: %v %s", l, err, out)
+		}
+		out, err := exec.Command(blkid, "-p", "-o", "udev", img).Output()
+		if err != nil {
+			t.Fatalf("blkid: %v", err)
+		}
+		want := ""
+		for _, line := range strings.Split(string(out), "\n") {
+			if v, ok := strings.CutPrefix(line, "ID_FS_LABEL_ENC="); ok {
+				want = v
+			}
+		}
+		if got := UdevEscape(l); got != want {
+			t.Errorf("UdevEscape(%q) = %q, blkid says %q", l, got, want)
 		}
 	}
 }

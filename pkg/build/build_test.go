@@ -135,14 +135,6 @@ func TestPackages(t *testing.T) {
 	}
 }
 
-func TestEscapeLabel(t *testing.T) {
-	for in, want := range map[string]string{"Rocky-9-5-x86_64-dvd": "Rocky-9-5-x86_64-dvd", "RHEL 9 dvd": `RHEL\x209\x20dvd`, "a/b": `a\x2fb`} {
-		if got := escapeLabel(in); got != want {
-			t.Errorf("escapeLabel(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 // TestServeKickstart checks the served copy: poweroff instead of reboot,
 // the mirrors and the file server behind the proxy, the user's kickstart
 // restored on the installed system, and the package report last. The

@@ -383,7 +383,7 @@ func (b *builder) bootOptions(ctx context.Context, srv *ksserve.Server, src *sou
 		if err := extract(src.iso, files); err != nil {
 			return nil, err
 		}
-		source = []string{"inst.stage2=hd:LABEL=" + escapeLabel(src.volID)}
+		source = []string{"inst.stage2=hd:LABEL=" + iso.UdevEscape(src.volID)}
 		opts = append(opts, qemu.WithCDROM(src.iso))
 	} else {
 		tree := local + srv.MirrorPath(installMirror)
@@ -414,20 +414,6 @@ func installArgs(source ...string) string {
 // hostAddr by running relay for each connection.
 func fencedNet(guestAddr, hostAddr, relay string) qemu.Option {
 	return qemu.WithUserNet(qemu.UserNet{Restrict: true, GuestFwd: []qemu.GuestFwd{qemu.RelayFwd(guestAddr, hostAddr, relay)}})
-}
-
-// escapeLabel writes a volume label as udev names it under
-// /dev/disk/by-label, which is how Anaconda's hd:LABEL= finds it.
-func escapeLabel(l string) string {
-	var sb strings.Builder
-	for _, r := range l {
-		if r == ' ' || r == '/' || r == '\\' || r < 0x20 {
-			fmt.Fprintf(&sb, `\x%02x`, r)
-			continue
-		}
-		sb.WriteRune(r)
-	}
-	return sb.String()
 }
 
 // appendKickstart writes a copy of the initrd at src with ks.cfg appended

@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/kiln-build/kiln/iso"
 	"github.com/kiln-build/kiln/ksserve/cache"
 	"github.com/kiln-build/kiln/qemu"
 )
@@ -73,7 +74,7 @@ func Plan(o Options) (*BuildPlan, error) {
 			if err != nil {
 				return nil, err
 			}
-			label = escapeLabel(src.volID)
+			label = iso.UdevEscape(src.volID)
 		}
 		opts = append(opts, qemu.WithCDROM(o.ISO), qemu.WithKernel(filepath.Join(work, "vmlinuz"), filepath.Join(work, "initrd.img"),
 			installArgs("inst.stage2=hd:LABEL="+label)))
