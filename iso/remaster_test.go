@@ -178,10 +178,19 @@ func TestRemasterIsReproducible(t *testing.T) {
 	o := Options{Kickstart: []byte(testKS), Timeout: -1, Time: time.Unix(1700000000, 0)}
 	a, _ := remasterFixture(t, o)
 	b, _ := remasterFixture(t, o)
-	da, _ := os.ReadFile(a)
-	db, _ := os.ReadFile(b)
+	da, errA := os.ReadFile(a)
+	db, errB := os.ReadFile(b)
+	if errA != nil || errB != nil || len(da) < 32<<10 {
+		t.Fatalf("the remasters were not read: %d bytes, %v, %v", len(da), errA, errB)
+	}
 	if !bytes.Equal(da, db) {
 		t.Error("two remasters with the same inputs and time differ")
+	}
+	// And the time is what makes them so: another time, other bytes.
+	o.Time = o.Time.Add(time.Hour)
+	c, _ := remasterFixture(t, o)
+	if dc, _ := os.ReadFile(c); bytes.Equal(da, dc) {
+		t.Error("a remaster at another time has the same bytes: the test cannot tell")
 	}
 }
 

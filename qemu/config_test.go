@@ -210,6 +210,18 @@ func TestFindOVMFOnThisHost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A code image and a variable store: flash images, each a UEFI
+	// firmware volume ("_FVH" at offset 40 of its first), and no Secure
+	// Boot unless asked for.
+	for _, p := range []string{fw.Code, fw.Vars} {
+		b, err := os.ReadFile(p)
+		if err != nil || len(b) < 64<<10 || len(b)%4096 != 0 || string(b[40:44]) != "_FVH" {
+			t.Errorf("firmware image %q (%d bytes, %v) is not a UEFI flash image", p, len(b), err)
+		}
+	}
+	if fw.Kind != UEFI || fw.Code == fw.Vars || fw.SecureBoot {
+		t.Errorf("OVMF = %+v", fw)
+	}
 	t.Logf("OVMF: %+v", fw)
 }
 

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kiln-build/kiln/ksserve/cache"
 	"github.com/kiln-build/kiln/pkg/build"
 	"github.com/kiln-build/kiln/pkg/kickstart"
 	"github.com/kiln-build/kiln/pkg/tdl"
@@ -128,12 +127,8 @@ func (f *buildFlags) options(ctx context.Context, e *env) (build.Options, error)
 		return o, usagef("--memory: %v", err)
 	}
 	o.MemoryMiB = int(mem >> 20)
-	for _, m := range f.mirrors {
-		name, u, ok := strings.Cut(m, "=")
-		if !ok || name == "" || u == "" {
-			return o, usagef("--mirror %q: want NAME=URL", cache.Redact(m))
-		}
-		o.Mirrors[name] = u
+	if err := addMirrors(o.Mirrors, f.mirrors); err != nil {
+		return o, err
 	}
 	if s := os.Getenv("SOURCE_DATE_EPOCH"); s != "" {
 		n, err := strconv.ParseInt(s, 10, 64)

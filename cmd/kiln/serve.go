@@ -63,12 +63,8 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		return &invalidError{err: fmt.Errorf("%s has errors; not serving it", *ksFile), reported: true}
 	}
 	ups := kickstart.Upstreams(f)
-	for _, m := range *mirrors {
-		name, u, ok := strings.Cut(m, "=")
-		if !ok || name == "" || u == "" {
-			return usagef("--mirror %q: want NAME=URL", cache.Redact(m))
-		}
-		ups[name] = u
+	if err := addMirrors(ups, *mirrors); err != nil {
+		return err
 	}
 	for name, u := range kickstart.ScriptUpstreams(f, ups) {
 		ups[name] = u
@@ -147,6 +143,18 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	st := srv.Stats()
 	e.log.Info("stopped", "upstream_bytes", st.UpstreamBytes, "cache_bytes", st.CacheBytes, "objects", len(st.Objects))
 	return err
+}
+
+// addMirrors adds each --mirror NAME=URL to ups.
+func addMirrors(ups map[string]string, flags []string) error {
+	for _, m := range flags {
+		name, u, ok := strings.Cut(m, "=")
+		if !ok || name == "" || u == "" {
+			return usagef("--mirror %q: want NAME=URL", cache.Redact(m))
+		}
+		ups[name] = u
+	}
+	return nil
 }
 
 // openCache opens the mirror cache and the client it fetches with.
