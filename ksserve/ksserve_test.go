@@ -16,7 +16,6 @@ import (
 	"runtime"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -790,57 +789,5 @@ func TestScriptUpstreams(t *testing.T) {
 	want := map[string]string{"script-files.example-8080": "http://files.example:8080/", "script-other.example": "https://other.example/"}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("ScriptUpstreams = %v, want %v", got, want)
-	}
-}
-
-// TestTwoProcessesOneFetch is two kiln processes sharing a cache (two
-// Caches on one directory, each with its own in-process state) missing
-// the same objects at once, large and packed: the object lock makes the
-// second wait and serve the first's copy, so the upstream sends each once.
-func TestTwoProcessesOneFetch(t *testing.T) {
-	dir := t.TempDir()
-	up := newUpstream(t)
-	a := newEnvWith(t, up, dir)
-	b := newEnvWith(t, up, dir)
-	for _, size := range []int{8 << 20, 64 << 10} {
-		name := fmt.Sprintf("Packages/obj-%d.rpm", size)
-		data := bytes.Repeat([]byte("kiln"), size/4)
-		gate := make(chan struct{})
-		var fetches atomic.Int32
-		up.misbehave[base+name] = func(w http.ResponseWriter, r *http.Request) {
-			fetches.Add(1)
-			w.Header().Set("Content-Length", fmt.Sprint(len(data)))
-			w.Write(data[:1024])
-			w.(http.Flusher).Flush()
-			<-gate
-			w.Write(data[1024:])
-		}
-		var wg sync.WaitGroup
-		before := a.srv.requests.Load() + b.srv.requests.Load()
-		for _, e := range []*env{a, b} {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				resp, err := http.Get(e.ts.URL + e.mirror(name))
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				defer resp.Body.Close()
-				if got, err := io.ReadAll(resp.Body); err != nil || !bytes.Equal(got, data) {
-					t.Errorf("%s: %d bytes, %v", name, len(got), err)
-				}
-			}()
-		}
-		// Both requests are in, and nothing can be published before the
-		// gate opens: one is fetching, the other waits on the lock.
-		for fetches.Load() == 0 || a.srv.requests.Load()+b.srv.requests.Load() < before+2 {
-			runtime.Gosched()
-		}
-		close(gate)
-		wg.Wait()
-		if n := fetches.Load(); n != 1 {
-			t.Errorf("%s: two processes caused %d upstream fetches", name, n)
-		}
 	}
 }

@@ -136,10 +136,7 @@ func TestServeUnderDescriptorPressure(t *testing.T) {
 	prlimit := testutil.RequireTool(t, "prlimit")
 	curl := testutil.RequireTool(t, "curl")
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "kiln")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildKiln(t, dir)
 	ks := filepath.Join(dir, "my.ks")
 	os.WriteFile(ks, []byte("text\nrootpw --plaintext s3cret\n"), 0o600)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -216,10 +213,7 @@ func TestServeMemoryUnder200Clients(t *testing.T) {
 	}))
 	defer up.Close()
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "kiln")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildKiln(t, dir)
 	ks := filepath.Join(dir, "my.ks")
 	os.WriteFile(ks, []byte("text\n"), 0o600)
 	cmd := exec.Command(bin, "--json", "serve", "--ks", ks, "--cache-dir", filepath.Join(dir, "cache"), "--mirror", "m="+up.URL+"/")
@@ -264,4 +258,15 @@ func TestServeMemoryUnder200Clients(t *testing.T) {
 	if hwm == 0 || hwm > 128<<10 {
 		t.Errorf("kiln serve's peak RSS is %d KiB with %d clients of a %d MiB object", hwm, clients, size>>20)
 	}
+}
+
+// buildKiln builds this command into dir, for tests that need kiln as a
+// process of its own.
+func buildKiln(t *testing.T, dir string) string {
+	t.Helper()
+	bin := filepath.Join(dir, "kiln")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
 }

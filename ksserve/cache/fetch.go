@@ -389,12 +389,7 @@ func (o *Object) WriteTo(ctx context.Context, w io.Writer) (int64, error) {
 		return io.Copy(w, io.NewSectionReader(o.file, HeaderSize, o.Meta.Size))
 	}
 	f := o.fetch
-	stop := context.AfterFunc(ctx, func() {
-		f.mu.Lock()
-		f.cond.Broadcast()
-		f.mu.Unlock()
-	})
-	defer stop()
+	defer f.wakeOn(ctx)()
 	bp := followPool.Get().(*[]byte)
 	defer followPool.Put(bp)
 	buf := *bp
@@ -429,6 +424,16 @@ func (o *Object) WriteTo(ctx context.Context, w io.Writer) (int64, error) {
 	}
 }
 
+// wakeOn wakes f's waiters when ctx ends, so they see it; the returned
+// function stops that.
+func (f *fetch) wakeOn(ctx context.Context) func() bool {
+	return context.AfterFunc(ctx, func() {
+		f.mu.Lock()
+		f.cond.Broadcast()
+		f.mu.Unlock()
+	})
+}
+
 // limitLocked is how far followers may read: all that is written, less
 // the holdback while a known sum is unchecked.
 func (f *fetch) limitLocked() int64 {
@@ -449,12 +454,7 @@ func (o *Object) Complete(ctx context.Context) (io.ReadSeeker, Meta, error) {
 		return io.NewSectionReader(o.file, HeaderSize, o.Meta.Size), o.Meta, nil
 	}
 	f := o.fetch
-	stop := context.AfterFunc(ctx, func() {
-		f.mu.Lock()
-		f.cond.Broadcast()
-		f.mu.Unlock()
-	})
-	defer stop()
+	defer f.wakeOn(ctx)()
 	f.mu.Lock()
 	for !f.done && ctx.Err() == nil {
 		f.cond.Wait()
