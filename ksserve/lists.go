@@ -3,6 +3,7 @@ package ksserve
 import (
 	"context"
 	"encoding/xml"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -87,7 +88,10 @@ func getSmall(ctx context.Context, client *http.Client, u string, limit int64) (
 	req.Header.Set("User-Agent", "kiln")
 	resp, err := client.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("fetching %s: %w", cache.Redact(u), unwrapURL(err))
+		if inner := errors.Unwrap(err); inner != nil {
+			err = inner // net/http's *url.Error repeats the URL, user name and all
+		}
+		return nil, fmt.Errorf("fetching %s: %w", cache.Redact(u), err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -101,14 +105,6 @@ func getSmall(ctx context.Context, client *http.Client, u string, limit int64) (
 		return nil, fmt.Errorf("fetching %s: more than %d bytes", cache.Redact(u), limit)
 	}
 	return b, nil
-}
-
-// unwrapURL drops net/http's *url.Error, whose text repeats the URL.
-func unwrapURL(err error) error {
-	if u, ok := err.(interface{ Unwrap() error }); ok && u.Unwrap() != nil {
-		return u.Unwrap()
-	}
-	return err
 }
 
 // mirrorListEntries reads a plain mirror list: one base URL a line, "#"

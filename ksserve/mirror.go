@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"path"
 	"regexp"
 	"strconv"
@@ -92,39 +91,18 @@ func (s *Server) serveMirror(w http.ResponseWriter, r *http.Request, name, escap
 	if obj.Meta.ContentType != "" {
 		w.Header().Set("Content-Type", obj.Meta.ContentType)
 	}
-	if b := obj.Small(); b != nil {
+	if rs := obj.ReadSeeker(); rs != nil {
+		// A hit: in memory or in a file.
 		s.cacheBytes.Add(obj.Meta.Size)
 		s.record(name, rel, obj.Meta.Size, obj.Meta.SHA256, true)
 		if k == metadata {
-			s.pin(name, rel, target, bytes.NewReader(b), obj.Meta)
-		}
-		if r.Header.Get("Range") != "" {
-			http.ServeContent(w, r, path.Base(rel), time.Time{}, bytes.NewReader(b))
-			return
-		}
-		h := w.Header()
-		if h.Get("Content-Type") == "" {
-			h.Set("Content-Type", "application/octet-stream")
-		}
-		h["Content-Length"] = []string{strconv.Itoa(len(b))}
-		h["Accept-Ranges"] = acceptRanges
-		w.WriteHeader(http.StatusOK)
-		if r.Method != http.MethodHead {
-			writeCorked(w, r, b)
-		}
-		return
-	}
-	if f := obj.File(); f != nil {
-		s.cacheBytes.Add(obj.Meta.Size)
-		s.record(name, rel, obj.Meta.Size, obj.Meta.SHA256, true)
-		if k == metadata {
-			s.pin(name, rel, target, obj.ReadSeeker(), obj.Meta)
+			s.pin(name, rel, target, rs, obj.Meta)
 		}
 		if r.Header.Get("Range") != "" {
 			http.ServeContent(w, r, path.Base(rel), time.Time{}, obj.ReadSeeker())
 			return
 		}
-		serveWhole(w, r, f, obj.Meta.Size)
+		serveWhole(w, r, obj)
 		return
 	}
 	size := obj.Meta.Size
@@ -187,25 +165,31 @@ func (s *Server) serveMirror(w http.ResponseWriter, r *http.Request, name, escap
 
 var acceptRanges = []string{"bytes"}
 
-// serveWhole sends a whole cached file. The header goes out first, on its
-// own, so that the body leaves by sendfile(2) from the file's start:
-// net/http would otherwise copy its first 512 bytes through its buffer to
-// sniff a type, and send the rest from an unaligned offset.
-func serveWhole(w http.ResponseWriter, r *http.Request, f *os.File, size int64) {
+// serveWhole sends a whole cached object. A small one leaves corked,
+// header and body in one segment (writeCorked). A file's header goes out
+// first, on its own, so that its body leaves by sendfile(2) from the
+// entry's page-aligned start: net/http would otherwise copy the first 512
+// bytes through its buffer to sniff a type, and send the rest from an
+// unaligned offset.
+func serveWhole(w http.ResponseWriter, r *http.Request, obj *cache.Object) {
 	h := w.Header()
 	if h.Get("Content-Type") == "" {
 		h.Set("Content-Type", "application/octet-stream")
 	}
-	h.Set("Content-Length", strconv.FormatInt(size, 10))
-	h.Set("Accept-Ranges", "bytes")
+	h["Content-Length"] = []string{strconv.FormatInt(obj.Meta.Size, 10)}
+	h["Accept-Ranges"] = acceptRanges
 	w.WriteHeader(http.StatusOK)
 	if r.Method == http.MethodHead {
 		return
 	}
-	if size > 64<<10 {
+	if b := obj.Small(); b != nil {
+		writeCorked(w, r, b)
+		return
+	}
+	if obj.Meta.Size > 64<<10 {
 		http.NewResponseController(w).Flush()
 	}
-	io.Copy(w, io.LimitReader(f, size))
+	io.Copy(w, io.LimitReader(obj.File(), obj.Meta.Size))
 }
 
 // route is what a request path under a mirror names: worked out once per

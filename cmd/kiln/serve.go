@@ -86,13 +86,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 			return fmt.Errorf("resolving the kickstart's mirror lists: %w", err)
 		}
 	}
-	expected := map[string]string{}
-	for _, s := range srcs {
-		if s.Kind == kickstart.SourceLiveImg && s.Checksum != "" {
-			expected[s.URL] = s.Checksum
-		}
-	}
-	srv, err := ksserve.New(ksserve.Config{Mirrors: ups, Lists: lists, Expected: expected, FilesDir: *files, Cache: srvCache, Offline: *offline, Log: e.log})
+	srv, err := ksserve.New(ksserve.Config{Mirrors: ups, Lists: lists, Expected: f.ExpectedSums(), FilesDir: *files, Cache: srvCache, Offline: *offline, Log: e.log})
 	if err != nil {
 		return usagef("serve: %v", err)
 	}

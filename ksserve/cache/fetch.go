@@ -189,7 +189,10 @@ func (c *Cache) request(ctx context.Context, rawURL string, prev *Meta) (*http.R
 		}
 		resp, err := c.client.Do(req)
 		if err != nil {
-			last = &UpstreamError{URL: Redact(rawURL), Err: unwrapURLError(err)}
+			if inner := errors.Unwrap(err); inner != nil {
+				err = inner // net/http's *url.Error repeats the URL, user name and all
+			}
+			last = &UpstreamError{URL: Redact(rawURL), Err: err}
 			continue
 		}
 		if resp.StatusCode >= 500 && attempt < c.retries {
@@ -200,18 +203,6 @@ func (c *Cache) request(ctx context.Context, rawURL string, prev *Meta) (*http.R
 		return resp, nil
 	}
 	return nil, last
-}
-
-// unwrapURLError drops net/http's *url.Error wrapping, whose text repeats
-// the URL (with the user name in it).
-func unwrapURLError(err error) error {
-	var ue interface{ Unwrap() error }
-	if errors.As(err, &ue) {
-		if inner := ue.Unwrap(); inner != nil {
-			return inner
-		}
-	}
-	return err
 }
 
 // fill copies the body to f.tmp, checks it and publishes it when it can

@@ -78,7 +78,7 @@ func (b *builder) run(ctx context.Context) (*Manifest, error) {
 		return nil, fmt.Errorf("resolving the kickstart's mirror lists: %w", err)
 	}
 	m.Sources = b.sources(lists)
-	srv, err := ksserve.New(ksserve.Config{Mirrors: upstreams, Lists: lists, Expected: b.expectedSums(), FilesDir: o.FilesDir, Cache: mc,
+	srv, err := ksserve.New(ksserve.Config{Mirrors: upstreams, Lists: lists, Expected: b.ks.ExpectedSums(), FilesDir: o.FilesDir, Cache: mc,
 		Offline: o.Offline, Log: b.log, Reports: true})
 	if err != nil {
 		return nil, &InputError{fmt.Errorf("serving the build: %w", err)}

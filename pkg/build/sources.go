@@ -2,7 +2,6 @@ package build
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/kiln-build/kiln/ksserve"
 	"github.com/kiln-build/kiln/ksserve/cache"
@@ -62,16 +61,4 @@ func (b *builder) sources(lists []ksserve.MirrorList) []Source {
 		out = append(out, src)
 	}
 	return out
-}
-
-// expectedSums are the sums the kickstart gives for what it fetches: a
-// liveimg's --checksum.
-func (b *builder) expectedSums() map[string]string {
-	m := map[string]string{}
-	for _, s := range b.ks.NetworkSources() {
-		if s.Kind == kickstart.SourceLiveImg && s.Checksum != "" {
-			m[s.URL] = strings.ToLower(strings.TrimPrefix(s.Checksum, "sha256:"))
-		}
-	}
-	return m
 }

@@ -164,3 +164,15 @@ func (s NetSource) UpstreamURL() string {
 	}
 	return s.URL
 }
+
+// ExpectedSums are the sha256 sums the kickstart gives for what it
+// fetches, by URL: each liveimg's --checksum.
+func (f *File) ExpectedSums() map[string]string {
+	m := map[string]string{}
+	for _, s := range f.NetworkSources() {
+		if s.Kind == SourceLiveImg && s.Checksum != "" {
+			m[s.URL] = strings.ToLower(strings.TrimPrefix(s.Checksum, "sha256:"))
+		}
+	}
+	return m
+}
