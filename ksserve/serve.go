@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -148,25 +149,48 @@ func (p *progressWriter) Write(b []byte) (int, error) {
 
 // ReadFrom keeps sendfile(2) for files, in chunks between deadline moves;
 // net/http takes the sendfile path for a file under one io.LimitedReader,
-// so each chunk is one.
+// so each chunk is one. A file in an ISO goes out run by run of its
+// extents.
 func (p *progressWriter) ReadFrom(r io.Reader) (int64, error) {
 	rf, ok := p.ResponseWriter.(io.ReaderFrom)
 	if !ok {
 		return io.Copy(struct{ io.Writer }{p}, r)
 	}
-	var f *os.File
-	remain := int64(-1)
-	switch v := r.(type) {
+	src, remain := r, int64(-1)
+	if lr, ok := r.(*io.LimitedReader); ok {
+		src, remain = lr.R, lr.N
+	}
+	switch v := src.(type) {
 	case *os.File:
-		f = v
-	case *io.LimitedReader:
-		if vf, ok := v.R.(*os.File); ok {
-			f, remain = vf, v.N
+		return p.sendFile(rf, v, remain)
+	case *extentReader:
+		var total int64
+		for remain != 0 {
+			f, n, err := v.nextRun()
+			if err != nil || f == nil {
+				return total, err
+			}
+			if remain > 0 && n > remain {
+				n = remain
+			}
+			k, err := p.sendFile(rf, f, n)
+			v.advance(k)
+			total += k
+			if remain > 0 {
+				remain -= k
+			}
+			if err != nil || k < n {
+				return total, err
+			}
 		}
+		return total, nil
 	}
-	if f == nil {
-		return io.Copy(struct{ io.Writer }{p}, r)
-	}
+	return io.Copy(struct{ io.Writer }{p}, r)
+}
+
+// sendFile sends remain bytes of f from its offset (all of it when
+// remain is negative), a chunk per sendfile(2) and deadline move.
+func (p *progressWriter) sendFile(rf io.ReaderFrom, f *os.File, remain int64) (int64, error) {
 	var total int64
 	for remain != 0 {
 		n := int64(writeChunk)
@@ -266,4 +290,43 @@ func (c *limitedConn) Close() error {
 	err := c.Conn.Close()
 	c.release()
 	return err
+}
+
+// AllowListener accepts connections only from clients in nets; any other
+// is closed as soon as it is accepted, before a byte is read. The
+// connections it returns are l's own, so sendfile(2) stays.
+func AllowListener(l net.Listener, nets []*net.IPNet, log *slog.Logger) net.Listener {
+	return &allowed{Listener: l, nets: nets, log: log}
+}
+
+type allowed struct {
+	net.Listener
+	nets []*net.IPNet
+	log  *slog.Logger
+}
+
+func (a *allowed) Accept() (net.Conn, error) {
+	for {
+		c, err := a.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok && Allowed(a.nets, ta.IP) {
+			return c, nil
+		}
+		if a.log != nil {
+			a.log.Warn("refused a client outside --allow", "client", c.RemoteAddr().String())
+		}
+		c.Close()
+	}
+}
+
+// Allowed says whether ip is in one of nets.
+func Allowed(nets []*net.IPNet, ip net.IP) bool {
+	for _, n := range nets {
+		if n.Contains(ip) {
+			return true
+		}
+	}
+	return false
 }

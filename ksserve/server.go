@@ -14,6 +14,7 @@ import (
 	"path"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -51,6 +52,15 @@ type Config struct {
 	// each, kept for Report: how a build's own %post tells kiln what the
 	// installed system holds.
 	Reports bool
+	// ISOs are installer ISOs served as install trees, read in place, at
+	// /TOKEN/iso/N/.
+	ISOs []*ISO
+	// Boot, with ISOs, serves network boot files at /TOKEN/boot/.
+	Boot *Boot
+	// Base is this server's URL as its clients reach it, for the boot
+	// scripts; empty means the one each request came in by. A kickstart
+	// rewritten with AnyHost gets the same.
+	Base string
 }
 
 // MaxReport bounds one report's size.
@@ -154,6 +164,11 @@ func New(cfg Config) (*Server, error) {
 	}
 	if len(s.mirrors) > 0 && cfg.Cache == nil {
 		return nil, errors.New("mirrors need a cache")
+	}
+	if cfg.Boot != nil {
+		if _, _, ok := s.bootISOs(); !ok {
+			return nil, fmt.Errorf("network boot: none of the ISOs holds an installer kernel and initrd: %w", ErrNotInstallTree)
+		}
 	}
 	if cfg.FilesDir != "" {
 		root, err := os.OpenRoot(cfg.FilesDir)
@@ -297,8 +312,36 @@ func (s *Server) route(w *countingWriter, r *http.Request) string {
 		s.mu.Lock()
 		ks := s.cfg.Kickstart
 		s.mu.Unlock()
+		if bytes.Contains(ks, []byte(AnyHost)) {
+			base, ok := s.base(r)
+			if !ok {
+				http.Error(w, "bad Host header", http.StatusBadRequest)
+				return "kickstart"
+			}
+			ks = bytes.ReplaceAll(ks, []byte(AnyHost), []byte(base))
+		}
+		before := w.n
 		http.ServeContent(w, r, "ks.cfg", time.Time{}, bytes.NewReader(ks))
+		// Which machines took their kickstart, never what it holds.
+		s.cfg.Log.Info("kickstart fetched", "client", r.RemoteAddr, "method", r.Method, "status", w.status, "bytes", w.n-before)
 		return "kickstart"
+	case strings.HasPrefix(rest, "iso/"):
+		n, p, _ := strings.Cut(strings.TrimPrefix(rest, "iso/"), "/")
+		i, err := strconv.Atoi(n)
+		if err != nil || i < 0 || i >= len(s.cfg.ISOs) || strconv.Itoa(i) != n {
+			http.NotFound(w, r)
+			return "unknown"
+		}
+		rel, ok := cleanRel(p)
+		if !ok {
+			http.Error(w, "bad path", http.StatusBadRequest)
+			return "iso"
+		}
+		s.cfg.ISOs[i].serve(w, r, rel)
+		return "iso/" + n
+	case strings.HasPrefix(rest, "boot/"):
+		s.serveBoot(w, r, strings.TrimPrefix(rest, "boot/"))
+		return "boot"
 	case strings.HasPrefix(rest, "mirror/"):
 		name, p, _ := strings.Cut(strings.TrimPrefix(rest, "mirror/"), "/")
 		s.serveMirror(w, r, name, p)

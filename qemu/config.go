@@ -53,6 +53,11 @@ type UserNet struct {
 	GuestFwd []GuestFwd
 	// HostFwd are QEMU hostfwd rules, "tcp:127.0.0.1:2222-:22".
 	HostFwd []string
+	// BootFile is the boot file the user network's DHCP server hands
+	// out. The NIC's option ROM is iPXE (Debian's ipxe-qemu), which
+	// fetches an http URL there itself: that is how a VM netboots as a
+	// physical machine does, with "net" in the boot order.
+	BootFile string
 }
 
 // Config is everything that decides the QEMU command line.
@@ -70,8 +75,9 @@ type Config struct {
 	Initrd    string
 	Append    string
 	Net       *UserNet
-	// BootOrder lists "cdrom", "disk", "usb" in the order firmware tries
-	// them; default: cdrom, usb, disk.
+	// BootOrder lists "cdrom", "disk", "usb", "net" in the order firmware
+	// tries them; default: cdrom, usb, disk. The network is tried only
+	// when listed.
 	BootOrder []string
 	// RunDir holds the sockets and the private firmware variables. Start
 	// sets it; Cmdline needs it.
@@ -195,8 +201,8 @@ func WithUserNet(n UserNet) Option {
 func WithBootOrder(order ...string) Option {
 	return func(c *Config) error {
 		for _, o := range order {
-			if o != "cdrom" && o != "disk" && o != "usb" {
-				return fmt.Errorf("qemu: boot device %q: want cdrom, disk or usb", o)
+			if o != "cdrom" && o != "disk" && o != "usb" && o != "net" {
+				return fmt.Errorf("qemu: boot device %q: want cdrom, disk, usb or net", o)
 			}
 		}
 		c.BootOrder = order
@@ -344,7 +350,14 @@ func (c *Config) cmdline(repro bool) ([]string, error) {
 		for _, h := range c.Net.HostFwd {
 			spec += ",hostfwd=" + h
 		}
-		a = append(a, "-netdev", spec, "-device", "virtio-net-pci,netdev=net0")
+		if c.Net.BootFile != "" {
+			spec += ",bootfile=" + escapeOpt(c.Net.BootFile)
+		}
+		nic := "virtio-net-pci,netdev=net0"
+		if i, ok := bootIndex["net"]; ok {
+			nic += ",bootindex=" + strconv.Itoa(i)
+		}
+		a = append(a, "-netdev", spec, "-device", nic)
 	}
 	// The installer's log port and the serial console.
 	a = append(a, "-device", "virtio-serial-pci,id=vser0")

@@ -38,7 +38,9 @@ fetches nothing from the mirrors.
 --boot direct (the default) boots the ISO's own kernel and initrd with the
 kickstart appended to the initrd, the ISO attached as the install media;
 --boot iso boots the remastered ISO with firmware, as a physical machine
-would. --iso-out also writes that install ISO, with the user's kickstart.
+would; --boot pxe netboots the VM with the iPXE in its NIC's ROM from the
+ISO served as an install tree, as a machine on the network would, with no
+CD attached. --iso-out also writes that install ISO, with the user's kickstart.
 
 Examples:
   kiln build --ks my-rocky9.ks --iso Rocky-9.5-x86_64-dvd.iso -o rocky9 --format qcow2,raw --iso-out rocky9-install.iso
@@ -70,7 +72,7 @@ func runBuild(ctx context.Context, e *env, args []string) error {
 	fs.IntVar(&f.cpus, "cpus", 2, "VM CPUs")
 	fs.StringVar(&f.firmware, "firmware", "bios", "bios (SeaBIOS) or uefi (OVMF)")
 	fs.StringVar(&f.accel, "accel", "auto", "auto, kvm or tcg; auto uses KVM only if a probe guest runs")
-	fs.StringVar(&f.boot, "boot", "direct", "direct (-kernel with the ISO's kernel and initrd) or iso (the remastered ISO, by firmware)")
+	fs.StringVar(&f.boot, "boot", "direct", "direct (-kernel with the ISO's kernel and initrd), iso (the remastered ISO, by firmware) or pxe (iPXE, from the ISO served as a tree)")
 	fs.StringVar(&f.isoOut, "iso-out", "", "also write the install ISO for physical machines here")
 	fs.StringArrayVar(&f.mirrors, "mirror", nil, "proxy another upstream: NAME=URL (repeatable)")
 	fs.StringVar(&f.files, "files", "", "serve this directory to %post, at the URL kiln puts in place of @KILN_FILES@ in the kickstart's scripts")

@@ -60,7 +60,9 @@ type Options struct {
 	Firmware string
 	// Accel is "auto", "kvm" or "tcg".
 	Accel string
-	// Boot is "direct" (the ISO's kernel and initrd with -kernel) or
+	// Boot is "direct" (the ISO's kernel and initrd with -kernel),
+	// "pxe" (iPXE in the NIC's ROM boots the ISO served as an install
+	// tree, as a physical machine netboots) or
 	// "iso" (the remastered ISO, booted by firmware).
 	Boot string
 	// ISOOut, when set, is where the install ISO for physical machines is
@@ -257,8 +259,8 @@ func (b *builder) validate() error {
 	if o.Boot == "" {
 		o.Boot = "direct"
 	}
-	if o.Boot != "direct" && o.Boot != "iso" {
-		return inputErrorf("--boot %s: want direct or iso", o.Boot)
+	if o.Boot != "direct" && o.Boot != "iso" && o.Boot != "pxe" {
+		return inputErrorf("--boot %s: want direct, iso or pxe", o.Boot)
 	}
 	if o.DiskSize == 0 {
 		o.DiskSize = 20 << 30
@@ -290,8 +292,8 @@ func (b *builder) validate() error {
 	if (o.ISO == "") == (o.TreeURL == "") {
 		return inputErrorf("name one installer source: --iso ISO|URL or --url TREE")
 	}
-	if o.TreeURL != "" && (o.Boot == "iso" || o.ISOOut != "") {
-		return inputErrorf("--boot iso and --iso-out need an installer ISO, not an install tree (--url)")
+	if o.TreeURL != "" && (o.Boot == "iso" || o.Boot == "pxe" || o.ISOOut != "") {
+		return inputErrorf("--boot %s and --iso-out need an installer ISO, not an install tree (--url)", o.Boot)
 	}
 	if o.ISO != "" && !isURL(o.ISO) {
 		if _, err := os.Stat(o.ISO); err != nil {
@@ -322,6 +324,14 @@ func (b *builder) validate() error {
 	}
 	if err := b.checkSources(); err != nil {
 		return err
+	}
+	if o.Boot == "pxe" {
+		// The VM netboots with no CD attached: the ISO is served as an
+		// install tree, which Anaconda's cdrom command cannot find.
+		if cs := b.ks.Commands("cdrom"); len(cs) > 0 {
+			l := cs[len(cs)-1].Line
+			return inputErrorf("%s:%d: cdrom: --boot pxe attaches no CD; install from the served tree with no install-source command, or use url", l.File, l.Num)
+		}
 	}
 	// Outputs: none may exist unless --force, and their directory must
 	// have room.

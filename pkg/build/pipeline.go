@@ -78,32 +78,50 @@ func (b *builder) run(ctx context.Context) (*Manifest, error) {
 		return nil, fmt.Errorf("resolving the kickstart's mirror lists: %w", err)
 	}
 	m.Sources = b.sources(lists)
-	srv, err := ksserve.New(ksserve.Config{Mirrors: upstreams, Lists: lists, Expected: b.ks.ExpectedSums(), FilesDir: o.FilesDir, Cache: mc,
-		Offline: o.Offline, Log: b.log, Reports: true})
-	if err != nil {
-		return nil, &InputError{fmt.Errorf("serving the build: %w", err)}
-	}
-	defer srv.Close()
 	// Loopback only: the guest reaches it through QEMU's user network,
 	// and nothing else on the host or the network can.
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("listening for the build VM: %w", err)
 	}
+	defer l.Close()
+	port := l.Addr().(*net.TCPAddr).Port
+	local := fmt.Sprintf("http://127.0.0.1:%d", port)
+	guest := fmt.Sprintf("http://%s:%d", guestHost, port)
+	var src *source
+	if o.ISO != "" {
+		if src, err = b.isoSource(ctx); err != nil {
+			return nil, err
+		}
+		m.Inputs = append(m.Inputs, b.input("iso", src.iso))
+	}
+	scfg := ksserve.Config{Mirrors: upstreams, Lists: lists, Expected: b.ks.ExpectedSums(), FilesDir: o.FilesDir, Cache: mc,
+		Offline: o.Offline, Log: b.log, Reports: true}
+	if o.Boot == "pxe" {
+		// The VM netboots as a machine on the network would: iPXE
+		// fetches the boot script, kernel and initrd from the ISO kiln
+		// serves as an install tree.
+		tree, err := ksserve.OpenISO(src.iso)
+		if err != nil {
+			return nil, &InputError{err}
+		}
+		scfg.ISOs = []*ksserve.ISO{tree}
+		scfg.Boot = &ksserve.Boot{Append: strings.Join(consoleArgs, " ")}
+	}
+	srv, err := ksserve.New(scfg)
+	if err != nil {
+		return nil, &InputError{fmt.Errorf("serving the build: %w", err)}
+	}
+	defer srv.Close()
 	sctx, stop := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() { served <- ksserve.Serve(sctx, srv, l, 5*time.Second) }()
 	defer func() { stop(); <-served }()
-	port := l.Addr().(*net.TCPAddr).Port
-	local := fmt.Sprintf("http://127.0.0.1:%d", port)
-	guest := fmt.Sprintf("http://%s:%d", guestHost, port)
 
-	src, err := b.source(ctx, srv, local)
-	if err != nil {
-		return nil, err
-	}
-	if src.iso != "" {
-		m.Inputs = append(m.Inputs, b.input("iso", src.iso))
+	if src == nil {
+		if src, err = b.treeSource(ctx, srv, local); err != nil {
+			return nil, err
+		}
 	}
 
 	b.enter("prepare")
@@ -137,7 +155,7 @@ func (b *builder) run(ctx context.Context) (*Manifest, error) {
 	}
 	vmOpts = append(vmOpts, qemu.WithMemory(o.MemoryMiB), qemu.WithCPUs(o.CPUs),
 		qemu.WithDisk(qemu.Disk{Path: disk, Format: "raw", Unsafe: true}),
-		fencedNet(fmt.Sprintf("%s:%d", guestHost, port), l.Addr().String(), o.RelayExe))
+		fencedNet(fmt.Sprintf("%s:%d", guestHost, port), l.Addr().String(), o.RelayExe, bootFile(o.Boot, guest+srv.BootPath("boot.ipxe"))))
 	if o.Firmware == "uefi" {
 		fw, err := qemu.FindOVMF(false)
 		if err != nil {
@@ -233,11 +251,11 @@ func (b *builder) openCache() (*cache.Cache, *http.Client, error) {
 	return c, client, err
 }
 
-// source finds the installer: a local ISO, an ISO downloaded into the
-// cache, or an install tree read through the proxy.
-func (b *builder) source(ctx context.Context, srv *ksserve.Server, local string) (*source, error) {
+// isoSource finds the installer ISO: a local one, or one downloaded into
+// the cache.
+func (b *builder) isoSource(ctx context.Context) (*source, error) {
 	o := b.o
-	if o.ISO != "" {
+	{
 		p := o.ISO
 		if isURL(p) {
 			if o.Offline {
@@ -273,7 +291,12 @@ func (b *builder) source(ctx context.Context, srv *ksserve.Server, local string)
 		}
 		return openISO(p)
 	}
-	// An install tree: its .treeinfo names the kernel and initrd.
+}
+
+// treeSource reads an install tree's .treeinfo, which names the kernel
+// and initrd, through the proxy.
+func (b *builder) treeSource(ctx context.Context, srv *ksserve.Server, local string) (*source, error) {
+	o := b.o
 	var data strings.Builder
 	if err := getLocal(ctx, local+srv.MirrorPath(installMirror)+".treeinfo", &data); err != nil {
 		return nil, fmt.Errorf("reading the install tree %s: %w", o.TreeURL, err)
@@ -366,6 +389,9 @@ fi
 // (direct), or the remastered ISO booted by firmware (iso).
 func (b *builder) bootOptions(ctx context.Context, srv *ksserve.Server, src *source, local, guest string, served []byte) ([]qemu.Option, error) {
 	o := b.o
+	if o.Boot == "pxe" {
+		return []qemu.Option{qemu.WithBootOrder("net", "disk")}, nil
+	}
 	if o.Boot == "iso" {
 		remastered := filepath.Join(b.work, "boot.iso")
 		if _, err := iso.Remaster(src.iso, remastered, iso.Options{Kickstart: served, AppendArgs: []string{"console=ttyS0", "inst.text"},
@@ -406,14 +432,28 @@ func (b *builder) bootOptions(ctx context.Context, srv *ksserve.Server, src *sou
 // installArgs is the build VM's kernel command line: where the installer
 // finds its stage2 and repository, then the kickstart in the initrd.
 func installArgs(source ...string) string {
-	return strings.Join(append(source, "inst.ks=file:/ks.cfg", "inst.text", "console=ttyS0"), " ")
+	return strings.Join(append(append(source, "inst.ks=file:/ks.cfg"), consoleArgs...), " ")
 }
+
+// consoleArgs put the installer in text mode on the serial console kiln
+// reads.
+var consoleArgs = []string{"inst.text", "console=ttyS0"}
 
 // fencedNet is the build VM's network: QEMU's user network with
 // restrict=on, whose only way out is guestAddr, relayed to kiln's server at
-// hostAddr by running relay for each connection.
-func fencedNet(guestAddr, hostAddr, relay string) qemu.Option {
-	return qemu.WithUserNet(qemu.UserNet{Restrict: true, GuestFwd: []qemu.GuestFwd{qemu.RelayFwd(guestAddr, hostAddr, relay)}})
+// hostAddr by running relay for each connection. bootFile, if set, is
+// the DHCP boot file iPXE fetches through that way out.
+func fencedNet(guestAddr, hostAddr, relay, bootFile string) qemu.Option {
+	return qemu.WithUserNet(qemu.UserNet{Restrict: true, GuestFwd: []qemu.GuestFwd{qemu.RelayFwd(guestAddr, hostAddr, relay)}, BootFile: bootFile})
+}
+
+// bootFile is script, the boot script a --boot pxe VM's iPXE fetches;
+// "" for the other boots.
+func bootFile(boot, script string) string {
+	if boot != "pxe" {
+		return ""
+	}
+	return script
 }
 
 // appendKickstart writes a copy of the initrd at src with ks.cfg appended

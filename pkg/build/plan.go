@@ -65,6 +65,8 @@ func Plan(o Options) (*BuildPlan, error) {
 	guest := "http://" + guestHost + ":PORT"
 	var opts []qemu.Option
 	switch {
+	case o.Boot == "pxe":
+		opts = append(opts, qemu.WithBootOrder("net", "disk"))
 	case o.Boot == "iso":
 		opts = append(opts, qemu.WithCDROM(filepath.Join(work, "boot.iso")), qemu.WithBootOrder("cdrom", "disk"))
 	case o.ISO != "":
@@ -85,7 +87,7 @@ func Plan(o Options) (*BuildPlan, error) {
 	}
 	opts = append(opts, qemu.WithMemory(o.MemoryMiB), qemu.WithCPUs(o.CPUs),
 		qemu.WithDisk(qemu.Disk{Path: filepath.Join(work, "disk.raw"), Format: "raw", Unsafe: true}),
-		fencedNet(guestHost+":PORT", "127.0.0.1:PORT", o.RelayExe))
+		fencedNet(guestHost+":PORT", "127.0.0.1:PORT", o.RelayExe, bootFile(o.Boot, guest+"/TOKEN/boot/boot.ipxe")))
 	if o.Firmware == "uefi" {
 		fw, err := qemu.FindOVMF(false)
 		if err != nil {
@@ -105,8 +107,8 @@ func Plan(o Options) (*BuildPlan, error) {
 	if p.Cmdline, err = cfg.Cmdline(); err != nil {
 		return nil, err
 	}
-	if !strings.HasPrefix(p.Source, "ISO") && o.Boot == "iso" {
-		return nil, inputErrorf("--boot iso needs an ISO")
+	if !strings.HasPrefix(p.Source, "ISO") && (o.Boot == "iso" || o.Boot == "pxe") {
+		return nil, inputErrorf("--boot %s needs an ISO", o.Boot)
 	}
 	return p, nil
 }
