@@ -8,7 +8,7 @@ FUZZTIME ?= 30s
 # Packages with fuzz targets, and the target in each.
 FUZZ := ./iso:FuzzParseTreeInfo ./pkg/build:FuzzPackages ./pkg/kickstart:FuzzParse ./pkg/tdl:FuzzParse ./pkg/initrd:FuzzReader ./ksserve:FuzzPaths ./ksserve:FuzzRequest ./iso:FuzzReader ./pkg/fat:FuzzReader ./integration/anaconda:FuzzParseLocation
 
-.PHONY: help setup bench-setup build fixtures test bench bench-proxy bench-proxy-link bench-iso bench-build bench-vm fuzz lint demo clean
+.PHONY: help setup bench-setup build fixtures test bench bench-proxy bench-proxy-link bench-netboot bench-iso bench-build bench-vm fuzz lint demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -39,6 +39,10 @@ bench-proxy: bench-setup ## the mirror proxy against nginx's proxy_cache and dir
 bench-proxy-link: bench-setup ## the cold cache with the upstream behind a 1 Gbit/s link (HTB, in a private network namespace)
 	$(GO) build -o /dev/null ./cmd/kiln && $(GO) test -c -o ksserve/ksserve.test ./ksserve
 	cd ksserve && KILN_BENCH_LINK=$${KILN_BENCH_LINK:-1gbit} unshare -rn ./ksserve.test -test.run '^$$' -test.bench 'ProxyColdLink' -test.benchtime 3x
+
+bench-netboot: bench-setup ## kiln serve --iso serving out of the ISO against nginx serving the same files from disk; one --boot pxe build against --boot direct
+	$(GO) test -run '^$$' -bench 'ISOTree' -benchtime 3x ./ksserve
+	$(GO) test -run '^$$' -bench 'BuildPXE' -benchtime 1x -timeout 60m ./integration
 
 bench-iso: bench-setup ## kiln iso against cp and xorriso on a 2 GB DVD-like image (ext4, and XFS with reflinks as root)
 	$(GO) test -run '^$$' -bench Remaster -benchtime 1x -timeout 60m ./iso

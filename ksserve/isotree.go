@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path"
+	"strconv"
 	"strings"
 
 	"github.com/kiln-build/kiln/iso"
@@ -41,15 +42,20 @@ type ISO struct {
 
 	files map[string]*iso.File // by path without a leading slash
 	size  int64
+	f     *os.File // for small files, read with pread by any request
 }
 
 // OpenISO reads an ISO's directory tree and what it boots.
-func OpenISO(p string) (*ISO, error) {
+func OpenISO(p string) (t *ISO, err error) {
 	f, err := os.Open(p)
 	if err != nil {
 		return nil, fmt.Errorf("opening the ISO: %w", err)
 	}
-	defer f.Close()
+	defer func() {
+		if err != nil {
+			f.Close()
+		}
+	}()
 	st, err := f.Stat()
 	if err != nil {
 		return nil, fmt.Errorf("opening the ISO: %w", err)
@@ -58,7 +64,7 @@ func OpenISO(p string) (*ISO, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", p, err)
 	}
-	t := &ISO{Path: p, VolumeID: r.PVD.VolumeID, files: map[string]*iso.File{}, size: st.Size()}
+	t = &ISO{Path: p, VolumeID: r.PVD.VolumeID, files: map[string]*iso.File{}, size: st.Size(), f: f}
 	if err := r.Walk(func(file *iso.File) error {
 		t.files[file.Path] = file
 		return nil
@@ -115,6 +121,9 @@ func (t *ISO) regular(name string) bool {
 	return ok && f.Mode.IsRegular()
 }
 
+// Close releases the image.
+func (t *ISO) Close() error { return t.f.Close() }
+
 // Size is the image's size in bytes.
 func (t *ISO) Size() int64 { return t.size }
 
@@ -146,6 +155,13 @@ func (t *ISO) serve(w http.ResponseWriter, r *http.Request, rel string) {
 		http.NotFound(w, r)
 		return
 	}
+	w.Header().Set("Content-Type", contentType(rel))
+	if file.Size <= smallFile && len(file.Extents) == 1 && plain(r) {
+		t.serveSmall(w, r, file)
+		return
+	}
+	// Each large response has the image open on its own, for a file
+	// offset of its own that sendfile(2) moves.
 	f, err := os.Open(t.Path)
 	if err != nil {
 		http.Error(w, "opening the ISO", http.StatusInternalServerError)
@@ -157,8 +173,39 @@ func (t *ISO) serve(w http.ResponseWriter, r *http.Request, rel string) {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
-	w.Header().Set("Content-Type", contentType(rel))
 	http.ServeContent(w, r, "", file.ModTime, content)
+}
+
+// smallFile is the size up to which a file is read whole with pread(2)
+// and written with its header in one segment: most of an install tree's
+// requests are for repodata and small packages, and opening the image
+// for each costs more than sending it.
+const smallFile = 64 << 10
+
+// plain says a request asks for a whole body, unconditionally.
+func plain(r *http.Request) bool {
+	h := r.Header
+	return h.Get("Range") == "" && h.Get("If-Modified-Since") == "" && h.Get("If-None-Match") == "" &&
+		h.Get("If-Range") == "" && h.Get("If-Match") == "" && h.Get("If-Unmodified-Since") == ""
+}
+
+func (t *ISO) serveSmall(w http.ResponseWriter, r *http.Request, file *iso.File) {
+	buf := make([]byte, file.Size)
+	if _, err := t.f.ReadAt(buf, int64(file.Extents[0].LBA)*iso.SectorSize); err != nil {
+		http.Error(w, "reading the ISO", http.StatusInternalServerError)
+		return
+	}
+	h := w.Header()
+	h["Content-Length"] = []string{strconv.FormatInt(file.Size, 10)}
+	h["Accept-Ranges"] = acceptRanges
+	if !file.ModTime.IsZero() {
+		h.Set("Last-Modified", file.ModTime.UTC().Format(http.TimeFormat))
+	}
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodHead {
+		return
+	}
+	writeCorked(w, r, buf)
 }
 
 // contentType is what the install tree's files are: text for the

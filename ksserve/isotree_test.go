@@ -88,6 +88,7 @@ func isoServer(t *testing.T, images ...string) (*Server, *liveServer) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		t.Cleanup(func() { i.Close() })
 		isos = append(isos, i)
 	}
 	srv, err := New(Config{Kickstart: []byte("rootpw --plaintext secret\nurl --url=" + AnyHost + "/x/\n"), ISOs: isos, Boot: &Boot{Append: "inst.text"}, Token: "tok"})
@@ -466,6 +467,7 @@ func TestISOServedBySendfile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer tree.Close()
 	f, _ := os.Open(image)
 	defer f.Close()
 	e, err := newExtentReader(f, tree.File("images/pxeboot/initrd.img"), tree.Size())

@@ -104,6 +104,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		if err != nil {
 			return &invalidError{err: fmt.Errorf("--iso %w", err)}
 		}
+		defer t.Close()
 		trees = append(trees, t)
 	}
 	ups := kickstart.Upstreams(f)

@@ -97,10 +97,17 @@ var ending string
 
 func install(ctx context.Context, opts anaconda.BootOptions) (err error) {
 	media := ""
-	if opts.Stage2 != "" {
+	stage2 := opts.Stage2
+	if stage2 == "" && (strings.HasPrefix(opts.Repo, "http://") || strings.HasPrefix(opts.Repo, "https://")) {
+		// Without inst.stage2=, dracut's anaconda module takes the
+		// runtime image from the inst.repo= tree (a network install's
+		// one argument).
+		stage2 = opts.Repo
+	}
+	if stage2 != "" {
 		// dracut waits for the install media before anything else; with
 		// no such label it never finds its root, and gives up.
-		st, err := anaconda.ParseLocation(opts.Stage2)
+		st, err := anaconda.ParseLocation(stage2)
 		if err != nil {
 			return &anaconda.Fatal{Msg: "inst.stage2: " + err.Error()}
 		}

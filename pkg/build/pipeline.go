@@ -105,6 +105,7 @@ func (b *builder) run(ctx context.Context) (*Manifest, error) {
 		if err != nil {
 			return nil, &InputError{err}
 		}
+		defer tree.Close()
 		scfg.ISOs = []*ksserve.ISO{tree}
 		scfg.Boot = &ksserve.Boot{Append: strings.Join(consoleArgs, " ")}
 	}
