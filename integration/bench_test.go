@@ -25,7 +25,16 @@ import (
 //
 // It also reports kiln's overhead (wall time less the VM's run, from the
 // manifest) for the direct build. Run with make bench-build.
-func BenchmarkBuild(b *testing.B) {
+// buildBench is a benchmark's world: the mirror and file server on
+// loopback, the kickstart for kiln and for packer, and a warm cache.
+type buildBench struct {
+	dir, httpDir string
+	// kilnBuild times one kiln build of the scenario with --boot boot and
+	// returns kiln's own overhead from the manifest.
+	kilnBuild func(i int, boot string) (time.Duration, float64)
+}
+
+func newBuildBench(b *testing.B) *buildBench {
 	setup(b)
 	bin := kiln(b)
 	dir := b.TempDir()
@@ -71,6 +80,35 @@ func BenchmarkBuild(b *testing.B) {
 		m := readManifest(b, out+".manifest.json")
 		return d, m.OverheadSeconds
 	}
+	// One build warms the mirror cache, as a user's second build is.
+	kilnBuild(-1, "direct")
+	return &buildBench{dir: dir, httpDir: httpDir, kilnBuild: kilnBuild}
+}
+
+// BenchmarkBuildPXE is one --boot pxe build (iPXE in the NIC's ROM,
+// everything from the ISO served as a tree) against --boot direct of the
+// same kickstart.
+func BenchmarkBuildPXE(b *testing.B) {
+	e := newBuildBench(b)
+	var direct, pxe time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		d, _ := e.kilnBuild(i, "direct")
+		direct += d
+		d, _ = e.kilnBuild(i, "pxe")
+		pxe += d
+	}
+	b.StopTimer()
+	n := float64(b.N)
+	b.ReportMetric(direct.Seconds()/n, "direct-s")
+	b.ReportMetric(pxe.Seconds()/n, "pxe-s")
+	b.ReportMetric(pxe.Seconds()/direct.Seconds(), "pxe/direct")
+	fmt.Printf("kiln build --boot direct %.1fs, --boot pxe %.1fs: %.2fx\n", direct.Seconds()/n, pxe.Seconds()/n, pxe.Seconds()/direct.Seconds())
+}
+
+func BenchmarkBuild(b *testing.B) {
+	e := newBuildBench(b)
+	dir, httpDir, kilnBuild := e.dir, e.httpDir, e.kilnBuild
 	packer, _ := exec.LookPath("packer")
 	packerBuild := func(i int) time.Duration {
 		out := filepath.Join(dir, fmt.Sprintf("packer-%d", i))
@@ -93,8 +131,6 @@ func BenchmarkBuild(b *testing.B) {
 		}
 		return time.Since(start)
 	}
-	// One build warms the mirror cache, as a user's second build is.
-	kilnBuild(-1, "direct")
 	var direct, viaISO, viaPacker time.Duration
 	var overhead float64
 	b.ResetTimer()

@@ -323,7 +323,7 @@ func (s *Server) route(w *countingWriter, r *http.Request) string {
 		before := w.n
 		http.ServeContent(w, r, "ks.cfg", time.Time{}, bytes.NewReader(ks))
 		// Which machines took their kickstart, never what it holds.
-		s.cfg.Log.Info("kickstart fetched", "client", r.RemoteAddr, "method", r.Method, "status", w.status, "bytes", w.n-before)
+		s.cfg.Log.Info("kickstart fetched", "client", r.RemoteAddr, "at", time.Now().UTC().Format(time.RFC3339), "method", r.Method, "status", w.status, "bytes", w.n-before)
 		return "kickstart"
 	case strings.HasPrefix(rest, "iso/"):
 		n, p, _ := strings.Cut(strings.TrimPrefix(rest, "iso/"), "/")
