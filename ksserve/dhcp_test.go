@@ -14,10 +14,7 @@ import (
 // it, embedded in a minimal configuration: dnsmasq --test, dhcpd -t and
 // kea-dhcp4 -t are the oracles of their own syntax.
 func TestDHCPSnippets(t *testing.T) {
-	dir := t.TempDir()
-	installTree(t, filepath.Join(dir, "tree"))
-	image := filepath.Join(dir, "tree.iso")
-	makeISO(t, filepath.Join(dir, "tree"), image)
+	_, image := treeISO(t)
 	srv, _ := isoServer(t, image)
 	for _, d := range []DHCP{{Base: "http://192.0.2.10:8080", TFTP: "192.0.2.10"}, {Base: "http://192.0.2.10:8080"}} {
 		name := "with TFTP"

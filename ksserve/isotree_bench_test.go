@@ -1,17 +1,11 @@
 package ksserve
 
 import (
-	"bufio"
-	"encoding/json"
-	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 )
 
 // BenchmarkISOTree is kiln serve --iso, serving files out of an ISO
@@ -39,65 +33,17 @@ func BenchmarkISOTree(b *testing.B) {
 	}
 	base, stop := e.isoServer(b, image)
 	defer stop()
-	for _, set := range benchSets {
-		for _, conc := range []int{1, 8} {
-			b.Run(fmt.Sprintf("%s/c%d", set.name, conc), func(b *testing.B) {
-				e.fetchAll(b, base, set, 4)
-				e.fetchAll(b, e.upstream, set, 4)
-				var kd, nd time.Duration
-				var kb, nb int64
-				b.ResetTimer()
-				for i := 0; i < b.N; i++ {
-					start := time.Now()
-					kb += e.fetchAll(b, base, set, conc)
-					kd += time.Since(start)
-					start = time.Now()
-					nb += e.fetchAll(b, e.upstream, set, conc)
-					nd += time.Since(start)
-				}
-				k, n := mbps(kb, kd), mbps(nb, nd)
-				b.ReportMetric(k, "kiln-MB/s")
-				b.ReportMetric(n, "nginx-MB/s")
-				b.ReportMetric(k/n, "kiln/nginx")
-			})
-		}
-	}
+	// nginx's static server is the upstream of the proxy benchmarks.
+	e.warmRuns(b, base, e.upstream, []int{1, 8})
 }
 
 // isoServer runs kiln serve --iso image in a process of its own and
 // returns the tree's base URL.
 func (e *benchEnv) isoServer(b *testing.B, image string) (string, func()) {
-	if e.kiln == "" {
-		e.kiln = filepath.Join(e.dir, "kiln")
-		if out, err := exec.Command("go", "build", "-o", e.kiln, "../cmd/kiln").CombinedOutput(); err != nil {
-			b.Fatalf("go build ../cmd/kiln: %v\n%s", err, out)
-		}
-	}
-	ks := filepath.Join(e.dir, "iso.ks")
-	os.WriteFile(ks, []byte("text\nrootpw --lock\nautopart\n"), 0o644)
-	cmd := exec.Command(e.kiln, "--json", "serve", "--ks", ks, "--iso", image, "--cache-dir", filepath.Join(e.dir, "iso-cache"))
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	stop := func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }
-	var ev struct {
-		Event string
-		URLs  []map[string]string
-	}
-	sc := bufio.NewScanner(stdout)
-	for sc.Scan() {
-		if json.Unmarshal(sc.Bytes(), &ev) == nil && ev.Event == "serving" {
-			break
-		}
-	}
+	ev, stop := e.kilnServe(b, "--iso", image, "--cache-dir", filepath.Join(e.dir, "iso-cache"))
 	if len(ev.URLs) == 0 || ev.URLs[0]["iso0"] == "" {
 		stop()
 		b.Fatal("kiln serve did not say where it serves the ISO")
 	}
-	go io.Copy(io.Discard, stdout)
 	return strings.TrimSuffix(ev.URLs[0]["iso0"], "/"), stop
 }

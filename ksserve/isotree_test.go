@@ -55,6 +55,16 @@ func installTree(t *testing.T, dir string) {
 	os.Symlink("images/pxeboot/vmlinuz", filepath.Join(dir, "vmlinuz-link"))
 }
 
+// treeISO is installTree made into an ISO in a directory of the test's.
+func treeISO(t *testing.T) (dir, image string) {
+	t.Helper()
+	dir = t.TempDir()
+	installTree(t, filepath.Join(dir, "tree"))
+	image = filepath.Join(dir, "tree.iso")
+	makeISO(t, filepath.Join(dir, "tree"), image)
+	return dir, image
+}
+
 func makeISO(t *testing.T, tree, image string) {
 	t.Helper()
 	testutil.RequireTool(t, "xorriso")
@@ -124,10 +134,7 @@ func get(t *testing.T, method, url string, hdr ...string) (*http.Response, []byt
 // every file, whole, by HEAD and by Range, with xorriso's extraction of
 // the same image.
 func TestISOTreeMatchesXorriso(t *testing.T) {
-	dir := t.TempDir()
-	installTree(t, filepath.Join(dir, "tree"))
-	image := filepath.Join(dir, "tree.iso")
-	makeISO(t, filepath.Join(dir, "tree"), image)
+	dir, image := treeISO(t)
 	want := extractISO(t, image, filepath.Join(dir, "x"))
 	srv, live := isoServer(t, image)
 	tree := srv.cfg.ISOs[0]
@@ -223,10 +230,7 @@ func escapePath(p string) string {
 // TestISOTreeRefuses: nothing outside the tree, nothing without the
 // token, and ISOs that are not install trees refused when opened.
 func TestISOTreeRefuses(t *testing.T) {
-	dir := t.TempDir()
-	installTree(t, filepath.Join(dir, "tree"))
-	image := filepath.Join(dir, "tree.iso")
-	makeISO(t, filepath.Join(dir, "tree"), image)
+	dir, image := treeISO(t)
 	srv, live := isoServer(t, image)
 	for _, tc := range []struct {
 		path string
@@ -288,10 +292,7 @@ func rawGet(t *testing.T, addr, path string) int {
 // kickstart's host and the boot files, as a machine reaching the server
 // by some address of its own would get them.
 func TestBootFiles(t *testing.T) {
-	dir := t.TempDir()
-	installTree(t, filepath.Join(dir, "tree"))
-	image := filepath.Join(dir, "tree.iso")
-	makeISO(t, filepath.Join(dir, "tree"), image)
+	dir, image := treeISO(t)
 	srv, live := isoServer(t, image)
 	_, script := get(t, "GET", live.URL+"/tok/boot/boot.ipxe")
 	base := live.URL
@@ -459,10 +460,7 @@ func (r *recordingWriter) ReadFrom(src io.Reader) (int64, error) {
 // TestISOServedBySendfile: a file of the ISO reaches net/http's ReadFrom
 // as runs of the image file, so it goes out by sendfile(2), in chunks.
 func TestISOServedBySendfile(t *testing.T) {
-	dir := t.TempDir()
-	installTree(t, filepath.Join(dir, "tree"))
-	image := filepath.Join(dir, "tree.iso")
-	makeISO(t, filepath.Join(dir, "tree"), image)
+	_, image := treeISO(t)
 	tree, err := OpenISO(image)
 	if err != nil {
 		t.Fatal(err)

@@ -283,3 +283,20 @@ func TestParseRequest(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParseRequest: any packet parses or is refused, never panics, and a
+// parsed request has a file name and a lower-case mode.
+func FuzzParseRequest(f *testing.F) {
+	f.Add([]byte("\x00\x01a\x00octet\x00"))
+	f.Add([]byte("\x00\x01pxelinux.0\x00octet\x00blksize\x001432\x00tsize\x000\x00"))
+	f.Add([]byte("\x00\x02a\x00netascii\x00"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := parseRequest(b)
+		if err != nil {
+			return
+		}
+		if r.filename == "" || r.mode != strings.ToLower(r.mode) || len(r.order) != len(r.options) {
+			t.Errorf("%q: %+v", b, r)
+		}
+	})
+}

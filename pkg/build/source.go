@@ -18,6 +18,7 @@ import (
 	"github.com/kiln-build/kiln/internal/fileutil"
 
 	"github.com/kiln-build/kiln/iso"
+	"github.com/kiln-build/kiln/ksserve"
 )
 
 // source is the installer the build boots.
@@ -30,48 +31,18 @@ type source struct {
 }
 
 // openISO reads what a build needs of an installer ISO without mounting
-// it: the volume label and where its kernel and initrd are.
+// it: the volume label and where its kernel and initrd are, as
+// ksserve finds them for a network boot.
 func openISO(p string) (*source, error) {
-	f, err := os.Open(p)
+	t, err := ksserve.OpenISO(p)
 	if err != nil {
-		return nil, &InputError{fmt.Errorf("opening the installer ISO: %w", err)}
+		return nil, &InputError{err}
 	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
+	defer t.Close()
+	if t.Kernel == "" {
+		return nil, &InputError{fmt.Errorf("%s: %w", p, ksserve.ErrNotInstallTree)}
 	}
-	r, err := iso.NewReader(f, st.Size())
-	if err != nil {
-		return nil, &InputError{fmt.Errorf("%s: %w", p, err)}
-	}
-	s := &source{iso: p, volID: r.PVD.VolumeID}
-	if ti, err := r.Stat(".treeinfo"); err == nil {
-		b, err := io.ReadAll(io.LimitReader(ti.Open(), 1<<20))
-		if err != nil {
-			return nil, fmt.Errorf("%s: reading .treeinfo: %w", p, err)
-		}
-		s.tree = iso.ParseTreeInfo(string(b))
-	}
-	// .treeinfo names the boot files; media without one keep them where
-	// lorax puts them.
-	var kernels, initrds []string
-	if s.tree != nil && s.tree.Kernel != "" {
-		kernels, initrds = append(kernels, s.tree.Kernel), append(initrds, s.tree.Initrd)
-	}
-	kernels = append(kernels, "images/pxeboot/vmlinuz", "isolinux/vmlinuz")
-	initrds = append(initrds, "images/pxeboot/initrd.img", "isolinux/initrd.img")
-	for i := range kernels {
-		if _, err := r.Stat(kernels[i]); err != nil {
-			continue
-		}
-		if _, err := r.Stat(initrds[i]); err != nil {
-			continue
-		}
-		s.kernel, s.initrd = kernels[i], initrds[i]
-		return s, nil
-	}
-	return nil, &InputError{fmt.Errorf("%s: no installer kernel and initrd (looked for %s)", p, strings.Join(kernels, ", "))}
+	return &source{iso: p, volID: t.VolumeID, tree: t.Tree, kernel: t.Kernel, initrd: t.Initrd}, nil
 }
 
 // extract copies files out of the ISO: each name in it to its path.
