@@ -2,6 +2,8 @@ package kickstart
 
 import (
 	"fmt"
+	"regexp"
+	"sort"
 	"strings"
 )
 
@@ -96,7 +98,7 @@ func (p *parser) parseCommand(c *Command) {
 	}
 	p.state.seen[name] = c
 	if msg := p.checkCommand(name, c); msg != "" {
-		p.errorf(c.Line, "%s: %s", c.Name, msg)
+		p.errorf(c.Line, "%s: %s", c.Name, redact(c, msg))
 	}
 }
 
@@ -276,31 +278,54 @@ func (p *parser) checkCommand(name string, c *Command) string {
 	return ""
 }
 
-// secretOptions hold passwords and keys. Their values never appear in a
-// diagnostic, since diagnostics reach logs.
+// secretOptions hold passwords and keys, in any command. Their values
+// never appear in a diagnostic, since diagnostics reach logs.
 var secretOptions = map[string]bool{
 	"--password": true, "--passphrase": true, "--wpakey": true, "--wepkey": true,
-	"--activation-key": true, "--proxy": true, "--sshkey": true,
+	"--activation-key": true, "--proxy": true, "--sshkey": true, "--one-time-password": true,
+	"--reverse-password": true, "--backuppassphrase": true, "--hw-passphrase": true,
 }
 
-// secretPositionals are commands whose positional arguments are secrets.
-var secretPositionals = map[string]bool{"rootpw": true, "sshpw": true, "sshkey": true}
+// secretCommands carry secrets (the commands whose pykickstart classes
+// take a password, passphrase, key or proxy with credentials): a
+// diagnostic about one of them quotes none of its values, whichever
+// option or argument the mistake is in.
+var secretCommands = map[string]bool{
+	"rootpw": true, "user": true, "sshpw": true, "sshkey": true, "bootloader": true, "lilo": true,
+	"part": true, "partition": true, "logvol": true, "raid": true, "autopart": true, "network": true,
+	"rhsm": true, "realm": true, "iscsi": true, "vnc": true, "rdp": true, "url": true, "repo": true,
+	"liveimg": true, "auth": true, "authconfig": true, "firstboot": true, "btrfs": true,
+}
 
-// redact removes secret values from a message about c.
+// redact removes secret values from a message about c. Each is replaced
+// where it stands as a whole token (quoted, after '=' or between
+// spaces), so that a short secret does not mangle the words around it.
 func redact(c *Command, msg string) string {
+	var secrets []string
 	for i, a := range c.Args {
 		name, val, hasEq := strings.Cut(a, "=")
-		secret := ""
 		switch {
-		case hasEq && secretOptions[name]:
-			secret = val
-		case !strings.HasPrefix(a, "-") && secretPositionals[c.Name]:
-			secret = a
-		case !strings.HasPrefix(a, "-") && i > 0 && secretOptions[c.Args[i-1]]:
-			secret = a
+		case hasEq && strings.HasPrefix(a, "-"):
+			if secretCommands[c.Name] || secretOptions[name] {
+				secrets = append(secrets, val)
+			}
+		case strings.HasPrefix(a, "-"):
+		case secretCommands[c.Name]:
+			secrets = append(secrets, a)
+		case i > 0 && secretOptions[c.Args[i-1]]:
+			secrets = append(secrets, a)
 		}
-		if secret != "" {
-			msg = strings.ReplaceAll(msg, secret, "***")
+	}
+	// Longest first: a secret that contains another goes whole.
+	sort.Slice(secrets, func(i, j int) bool { return len(secrets[i]) > len(secrets[j]) })
+	for _, sec := range secrets {
+		if sec == "" {
+			continue
+		}
+		re := regexp.MustCompile(`(^|[\s'"=:,(\[])` + regexp.QuoteMeta(sec) + `($|[\s'",:)\]])`)
+		// Twice: adjacent tokens share the boundary between them.
+		for range 2 {
+			msg = re.ReplaceAllString(msg, "${1}***${2}")
 		}
 	}
 	return msg
