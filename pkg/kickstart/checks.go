@@ -3,6 +3,7 @@ package kickstart
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -79,7 +80,7 @@ func (p *parser) parseCommand(c *Command) {
 		p.warn(c.Line, "the %s option has been deprecated and no longer has any effect; remove it", d)
 	}
 	if err != nil {
-		p.errorf(c.Line, "%s: %s", c.Name, redact(c, err.Error()))
+		p.errorf(c.Line, "%s: %s", c.Name, redact(spec, c, err.Error()))
 		return
 	}
 	name := c.Name
@@ -98,7 +99,7 @@ func (p *parser) parseCommand(c *Command) {
 	}
 	p.state.seen[name] = c
 	if msg := p.checkCommand(name, c); msg != "" {
-		p.errorf(c.Line, "%s: %s", c.Name, redact(c, msg))
+		p.errorf(c.Line, "%s: %s", c.Name, redact(spec, c, msg))
 	}
 }
 
@@ -114,11 +115,24 @@ func (p *parser) uniqueName(c *Command, kind, key, what string) {
 func countSet(c *Command, names ...string) []string {
 	var set []string
 	for _, n := range names {
-		if c.Has(n) {
+		if given(c, n) {
 			set = append(set, n)
 		}
 	}
 	return set
+}
+
+// given says whether option name was given a value that counts: a flag,
+// or a non-empty value. pykickstart tests its options for truth, so
+// "--url=" is no URL, and "--size=0" no size.
+func given(c *Command, name string) bool {
+	for i := len(c.Options) - 1; i >= 0; i-- {
+		o := c.Options[i]
+		if o.Name == name || o.Written == name || slices.Contains(o.names, name) {
+			return !o.HasValue || (o.Value != "" && o.Value != "0")
+		}
+	}
+	return false
 }
 
 // checkCommand applies the rules that go beyond the option table. It returns
@@ -196,6 +210,19 @@ func (p *parser) checkCommand(name string, c *Command) string {
 	case "logvol":
 		if msg := mkfsChecks(c); msg != "" {
 			return msg
+		}
+		// F20_LogVol.parse
+		if c.Has("--thin") && c.Has("--thinpool") {
+			return "--thin and --thinpool cannot both be specified for the same logvol"
+		}
+		if c.Has("--thin") && !given(c, "--poolname") {
+			return "--thin requires --poolname to specify pool name"
+		}
+		if (given(c, "--chunksize") || given(c, "--metadatasize")) && !c.Has("--thinpool") {
+			return "--chunksize and --metadatasize are for thin pools only"
+		}
+		if v >= fedoraVersion(20) && len(countSet(c, "--useexisting", "--noformat", "--size", "--percent", "--recommended", "--hibernation")) == 0 {
+			return "no size given for logical volume; use one of --useexisting, --noformat, --size, --percent, or --hibernation"
 		}
 		if c.Has("--resize") && !c.Has("--useexisting") {
 			return "--resize can only be used in conjunction with --useexisting"
@@ -275,7 +302,118 @@ func (p *parser) checkCommand(name string, c *Command) string {
 			return "only one of --source, --biospart or a partition may be given"
 		}
 	}
+	return p.checkMore(name, c)
+}
+
+// checkMore is the rest of pykickstart's per-command checks, each as its
+// command's parse() makes it (pykickstart/commands/NAME.py).
+func (p *parser) checkMore(name string, c *Command) string {
+	v := p.f.Version
+	switch name {
+	case "keyboard":
+		// F18_Keyboard.parse
+		if v >= F18 && len(c.Positionals) == 0 && !given(c, "--vckeymap") && !given(c, "--xlayouts") {
+			return "one of --xlayouts, --vckeymap options with value(s) or argument is expected for the keyboard command"
+		}
+	case "sshpw":
+		// F13_SshPw.parse: exactly one password.
+		if len(c.Positionals) != 1 {
+			return "a single argument is expected for the sshpw command"
+		}
+	case "nvdimm":
+		// F28_Nvdimm: the action is a choice.
+		if len(c.Positionals) > 0 && c.Positionals[0] != "reconfigure" && c.Positionals[0] != "use" {
+			return "argument action: invalid choice (choose from 'reconfigure', 'use')"
+		}
+	case "snapshot":
+		// F26_Snapshot._when_cb
+		if w, ok := c.Value("--when"); ok && !slices.Contains([]string{"pre-install", "post-install"}, strings.ToLower(w)) {
+			return "invalid parameter to --when= argument: " + w
+		}
+	case "zfcp":
+		// F37_ZFCP.parse (and RHEL9's)
+		if v >= fedoraVersion(37) || v == RHEL9 {
+			d, w, l := given(c, "--devnum"), given(c, "--wwpn"), given(c, "--fcplun")
+			if !(d && !w && !l) && !(d && w && l) {
+				return "only --devnum or --devnum with --wwpn and --fcplun are allowed"
+			}
+		}
+	case "services":
+		// FC6_Services.parse
+		if !given(c, "--disabled") && !given(c, "--enabled") {
+			return "one of --disabled or --enabled must be provided"
+		}
+	case "btrfs":
+		// F17_BTRFS.parse
+		if len(c.Positionals) == 0 {
+			return "btrfs must be given a mountpoint"
+		}
+		if l, ok := c.Value("--data"); ok && !btrfsLevel(l) {
+			return "invalid btrfs level: " + l
+		}
+		if l, ok := c.Value("--metadata"); ok && !btrfsLevel(l) {
+			return "invalid btrfs level: " + l
+		}
+	case "realm":
+		// F19_Realm._parseArguments
+		if len(c.Args) == 0 {
+			return "missing realm command arguments"
+		}
+		if c.Args[0] != "join" {
+			return "unsupported realm '" + c.Args[0] + "' command"
+		}
+	case "cmdline":
+		// F26_DisplayMode.parse
+		if given(c, "--non-interactive") {
+			return "kickstart command cmdline does not support --non-interactive parameter"
+		}
+	case "autopart":
+		// F17_AutoPart._type_cb, F20's typeMap adding thinp
+		if t, ok := c.Value("--type"); ok {
+			types := []string{"lvm", "btrfs", "plain", "partition"}
+			if v >= fedoraVersion(20) {
+				types = append(types, "thinp")
+			}
+			if !slices.Contains(types, strings.ToLower(t)) {
+				return "invalid autopart type: " + t
+			}
+		}
+	case "rhsm":
+		// RHEL8_RHSM.parse
+		for _, k := range c.Values("--activation-key") {
+			if k == "" {
+				return "empty string is not a valid activation key"
+			}
+		}
+	case "ostreesetup":
+		// F21_OSTreeSetup.parse
+		if u, _ := c.Value("--url"); !strings.HasPrefix(u, "file:") && !strings.HasPrefix(u, "http:") && !strings.HasPrefix(u, "https:") {
+			return "ostree repos must use file, HTTP or HTTPS protocol"
+		}
+	case "mount":
+		// F27_Mount.parse
+		if given(c, "--mkfsoptions") && !given(c, "--reformat") {
+			return "'--mkfsoptions' requires --reformat"
+		}
+	case "network":
+		// F22_Network, F39_Network
+		if given(c, "--bridgeopts") && !given(c, "--bridgeslaves") {
+			return "option --bridgeopts requires --bridgeslaves to be specified"
+		}
+		if !given(c, "--device") {
+			for _, o := range []string{"--ipv4-dns-search", "--ipv6-dns-search", "--ipv4-ignore-auto-dns", "--ipv6-ignore-auto-dns"} {
+				if given(c, o) {
+					return "option " + o + " requires --device to be specified"
+				}
+			}
+		}
+	}
 	return ""
+}
+
+// btrfsLevel is a RAID level btrfs takes (F17_BTRFS.levelMap).
+func btrfsLevel(l string) bool {
+	return slices.Contains([]string{"raid0", "0", "raid1", "1", "raid10", "10", "single"}, strings.ToLower(l))
 }
 
 // secretOptions hold passwords and keys, in any command. Their values
@@ -297,22 +435,38 @@ var secretCommands = map[string]bool{
 	"liveimg": true, "auth": true, "authconfig": true, "firstboot": true, "btrfs": true,
 }
 
-// redact removes secret values from a message about c. Each is replaced
-// where it stands as a whole token (quoted, after '=' or between
-// spaces), so that a short secret does not mangle the words around it.
-func redact(c *Command, msg string) string {
+// redact removes secret values from a message about c, of syntax spec
+// (nil if unknown). In a command that carries secrets that is every
+// positional argument, every string value, and a value given to a flag
+// (rootpw --plaintext=PW); the values of int, float, yes/no and choice
+// options stay, since a message about "--size=10G" needs its value and a
+// secret cannot pass for one. Each is replaced where it stands as a
+// whole token (quoted, after '=' or between spaces), so that a short
+// secret does not mangle the words around it.
+func redact(spec *commandSpec, c *Command, msg string) string {
+	typed := func(name string) bool {
+		if spec == nil {
+			return false
+		}
+		o, _, err := spec.option(name)
+		return err == nil && o != nil && o.takesValue && o.typ != typeString
+	}
 	var secrets []string
 	for i, a := range c.Args {
 		name, val, hasEq := strings.Cut(a, "=")
+		prev := ""
+		if i > 0 && strings.HasPrefix(c.Args[i-1], "-") && !strings.Contains(c.Args[i-1], "=") {
+			prev = c.Args[i-1]
+		}
 		switch {
 		case hasEq && strings.HasPrefix(a, "-"):
-			if secretCommands[c.Name] || secretOptions[name] {
+			if secretOptions[name] || (secretCommands[c.Name] && !typed(name)) {
 				secrets = append(secrets, val)
 			}
 		case strings.HasPrefix(a, "-"):
-		case secretCommands[c.Name]:
+		case secretOptions[prev]:
 			secrets = append(secrets, a)
-		case i > 0 && secretOptions[c.Args[i-1]]:
+		case secretCommands[c.Name] && !(prev != "" && typed(prev)):
 			secrets = append(secrets, a)
 		}
 	}

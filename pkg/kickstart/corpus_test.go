@@ -42,6 +42,23 @@ func readTSV(t *testing.T, path string) []map[string]string {
 	return rows
 }
 
+// includeOnly says every finding in f is a missing %include or
+// %ksappend.
+func includeOnly(f *File) bool {
+	found := false
+	for _, d := range f.Diagnostics {
+		if d.Notice {
+			continue
+		}
+		if !(strings.Contains(d.Msg, "%include") || strings.Contains(d.Msg, "%ksappend")) ||
+			!(strings.Contains(d.Msg, "no such file") || strings.Contains(d.Msg, "not found now")) {
+			return false
+		}
+		found = true
+	}
+	return found
+}
+
 // strictOK is the --strict verdict: no errors, and no warnings except the
 // notices that only say what kiln could not check.
 func strictOK(f *File) bool {
@@ -66,7 +83,7 @@ func TestCorpus(t *testing.T) {
 	}
 	t.Run("ks", func(t *testing.T) {
 		rows := readTSV(t, filepath.Join(dir, "ks", "VERDICTS.tsv"))
-		var n, agreeParse, agreeStrict int
+		var n, agreeParse, agreeStrict, skipped int
 		for _, r := range rows {
 			v, err := ParseVersion(r["version"])
 			if err != nil {
@@ -76,6 +93,14 @@ func TestCorpus(t *testing.T) {
 			f, err := ParseFile(filepath.Join(dir, "ks", r["file"]), Options{Version: v})
 			if err != nil {
 				t.Errorf("%s: %v", r["file"], err)
+				continue
+			}
+			if includeOnly(f) {
+				// The corpus's verdicts are ksvalidator's and pykickstart's
+				// without --followincludes; kiln follows %include as
+				// Anaconda does, and these files include what the corpus
+				// lacks or a %pre writes. Not like for like: counted apart.
+				skipped++
 				continue
 			}
 			n++
@@ -93,7 +118,8 @@ func TestCorpus(t *testing.T) {
 		}
 		parse := 100 * float64(agreeParse) / float64(n)
 		strict := 100 * float64(agreeStrict) / float64(n)
-		t.Logf("%d files: parse verdict agrees on %.1f%% (%d), --strict on %.1f%% (%d)", n, parse, agreeParse, strict, agreeStrict)
+		t.Logf("%d files: parse verdict agrees on %.1f%% (%d), --strict on %.1f%% (%d); %d more whose only finding is an %%include kiln follows and the verdicts did not",
+			n, parse, agreeParse, strict, agreeStrict, skipped)
 		if parse < 98 {
 			t.Errorf("parse agreement %.1f%% < 98%%", parse)
 		}

@@ -24,7 +24,7 @@ type genCase struct {
 }
 
 // diffVersions are the versions every case is generated for.
-var diffVersions = []Version{RHEL8, RHEL9, RHEL10, fedoraVersion(43)}
+var diffVersions = []Version{RHEL7, RHEL8, RHEL9, RHEL10, fedoraVersion(38), F40, fedoraVersion(42), fedoraVersion(43)}
 
 // sampleValue is a value of the option's type that the type accepts.
 func sampleValue(o *optionSpec) string {

@@ -129,7 +129,8 @@ func TestDiagnostics(t *testing.T) {
 		{"missing required positional", RHEL9, "lang\n", []diag{{1, false, "required: <lang>"}}},
 		{"missing required option", RHEL9, "logvol / --name=root --size=1\n", []diag{{1, false, "required: --vgname"}}},
 		{"expected one argument", RHEL9, "part / --size\n", []diag{{1, false, "argument --size: expected one argument"}}},
-		{"flag with value", RHEL9, "part / --grow=yes\n", []diag{{1, false, "ignored explicit argument 'yes'"}}},
+		{"flag with value", RHEL9, "part / --grow=yes\n", []diag{{1, false, "ignored explicit argument '***'"}}},
+		{"flag with value, no secrets", RHEL9, "firewall --enabled=yes\n", []diag{{1, false, "ignored explicit argument 'yes'"}}},
 		{"unrecognized", RHEL9, "zerombr yes\n", []diag{{1, false, "unrecognized arguments: yes"}}},
 		{"zerombr yes old", F7, "zerombr yes\n", []diag{{1, true, "no effect"}}},
 		{"conflict", RHEL9, "autopart\npart / --size=100\n", []diag{{2, false, "the part and autopart commands can't be used at the same time"}}},
@@ -278,14 +279,20 @@ func TestIncludeCycle(t *testing.T) {
 	}
 }
 
-func TestIncludeMissingIsANotice(t *testing.T) {
+// TestIncludeMissing: a missing %include fails as it fails pykickstart,
+// unless a %pre names the path; then it is a warning naming that %pre,
+// which --strict counts, and the line survives for Anaconda.
+func TestIncludeMissing(t *testing.T) {
 	f := parseString(t, RHEL9, "%include /tmp/part-include\n")
-	ws := f.Warnings()
-	if len(f.Errors()) != 0 || len(ws) != 1 || !ws[0].Notice {
-		t.Errorf("diagnostics:\n%s", dump(f.Diagnostics))
+	if es := f.Errors(); len(es) != 1 || es[0].Line != 1 || !strings.Contains(es[0].Msg, "no such file") {
+		t.Errorf("no %%pre writes it:\n%s", dump(f.Diagnostics))
 	}
-	// Anaconda resolves it at install time, so the line must survive.
-	if got := string(f.Render()); got != "%include /tmp/part-include\n" {
+	f = parseString(t, RHEL9, "%pre\necho 'part / --size=1' > /tmp/part-include\n%end\n%include /tmp/part-include\n")
+	ws := f.Warnings()
+	if len(f.Errors()) != 0 || len(ws) != 1 || ws[0].Notice || !strings.Contains(ws[0].Msg, "the %pre at line 1") || strictOK(f) {
+		t.Errorf("a %%pre writes it:\n%s", dump(f.Diagnostics))
+	}
+	if got := string(f.Render()); !strings.HasSuffix(got, "%include /tmp/part-include\n") {
 		t.Errorf("render = %q", got)
 	}
 }

@@ -173,6 +173,7 @@ func Parse(name string, data []byte, opts Options) *File {
 	}
 	p.g = g
 	p.stack = []string{name}
+	p.pre = preScripts(lines)
 	p.expand(lines, 0)
 	p.run()
 	return p.f
@@ -203,6 +204,37 @@ type parser struct {
 	stack []string // the include chain, for cycle detection
 	flat  []Line   // every line after include expansion, for the state machine
 	state checkState
+	pre   []preScript // the top file's %pre scripts, which may write includes
+}
+
+// preScript is a %pre script's header line and body, as written.
+type preScript struct {
+	header Line
+	body   string
+}
+
+// preScripts finds the %pre scripts of a file. Anaconda runs them before
+// it reads %include and %ksappend, so a file they write need not exist
+// before the install.
+func preScripts(lines []Line) []preScript {
+	var out []preScript
+	var cur *preScript
+	for _, l := range lines {
+		word, _ := firstWord(l.content())
+		switch {
+		case cur != nil && word == "%end":
+			out = append(out, *cur)
+			cur = nil
+		case cur != nil:
+			cur.body += l.content() + "\n"
+		case word == "%pre":
+			cur = &preScript{header: l}
+		}
+	}
+	if cur != nil {
+		out = append(out, *cur)
+	}
+	return out
 }
 
 func (p *parser) errorf(l Line, format string, args ...any) {
@@ -254,9 +286,14 @@ func (p *parser) expand(lines []Line, depth int) {
 		data, err := p.fetch(target)
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
-				// Often written by %pre at install time; Anaconda reads it
-				// then, so it cannot be checked now.
-				p.notice(l, "%s %s: not found, so not checked (a %%pre script may create it at install time)", word, args[1])
+				// A missing file fails the install, as it fails
+				// pykickstart, unless a %pre writes it first: the common
+				// "%pre writes /tmp/part-include" pattern.
+				if pre := p.writer(args[1]); pre != nil {
+					p.warn(l, "%s %s: not found now; the %%pre at line %d is expected to write it at install time", word, args[1], pre.header.Num)
+				} else {
+					p.errorf(l, "%s %s: no such file", word, args[1])
+				}
 			} else {
 				p.errorf(l, "%s %s: %v", word, args[1], err)
 			}
@@ -274,6 +311,16 @@ func (p *parser) expand(lines []Line, depth int) {
 		p.expand(inc, depth+1)
 		p.stack = p.stack[:len(p.stack)-1]
 	}
+}
+
+// writer is the %pre script that names path, or nil.
+func (p *parser) writer(path string) *preScript {
+	for i := range p.pre {
+		if strings.Contains(p.pre[i].body, path) {
+			return &p.pre[i]
+		}
+	}
+	return nil
 }
 
 func isURL(s string) bool {

@@ -6,8 +6,9 @@ import (
 	"testing"
 )
 
-// TestSecretsNeverInGeneratedDiagnostics writes every option of every command
-// that carries secrets, well and badly formed, with a secret value, and
+// TestSecretsNeverInGeneratedDiagnostics writes every string option and
+// flag of every command that carries secrets, well and badly formed, with
+// a secret value, and
 // checks that no diagnostic quotes it, and that a short secret does not
 // mangle the words around it.
 func TestSecretsNeverInGeneratedDiagnostics(t *testing.T) {
@@ -26,7 +27,13 @@ func TestSecretsNeverInGeneratedDiagnostics(t *testing.T) {
 			}
 			var lines []string
 			for _, o := range c.options {
-				for _, val := range []string{secret, "t", "x" + secret, secret + " " + secret} {
+				vals := []string{secret, "t", "x" + secret, secret + " " + secret}
+				if o.takesValue && o.typ != typeString {
+					// The value of a number, yes/no or choice shows (see
+					// redact); a short one must still mangle nothing.
+					vals = []string{"t"}
+				}
+				for _, val := range vals {
 					q := val
 					if strings.Contains(val, " ") {
 						q = `"` + val + `"`
@@ -63,9 +70,13 @@ func TestRedact(t *testing.T) {
 		{"lang en_US", "bad value en_US", "bad value en_US"},
 		{"repo --name=a --proxy=http://u:p@h/", "bad proxy 'http://u:p@h/'", "bad proxy '***'"},
 		{"firewall --port=pw", "bad port pw", "bad port pw"},
+		{"part / --size=10G --passphrase=10G", "invalid int value: '10G'", "invalid int value: '***'"},
+		{"part / --size=10G", "invalid int value: '10G'", "invalid int value: '10G'"},
+		{"part / --grow=yes", "ignored explicit argument 'yes'", "ignored explicit argument '***'"},
 	} {
 		c := &Command{Name: strings.Fields(tc.line)[0], Args: strings.Fields(tc.line)[1:]}
-		if got := redact(c, tc.msg); got != tc.want {
+		g, _ := loadGrammar()
+		if got := redact(g.lookup(RHEL9, c.Name), c, tc.msg); got != tc.want {
 			t.Errorf("%s: %q, want %q", tc.line, got, tc.want)
 		}
 	}
