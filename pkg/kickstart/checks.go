@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -180,7 +181,7 @@ func (p *parser) checkCommand(name string, c *Command) string {
 			}
 		}
 		if v >= 33000 && v < F40 {
-			if c.Has("--ntpservers") {
+			if given(c, "--ntpservers") {
 				p.warn(c.Line, "the option --ntpservers will be deprecated in future releases; use the timesource --ntp-server command instead")
 			}
 			if c.Has("--nontp") {
@@ -223,6 +224,11 @@ func (p *parser) checkCommand(name string, c *Command) string {
 		}
 		if v >= fedoraVersion(20) && len(countSet(c, "--useexisting", "--noformat", "--size", "--percent", "--recommended", "--hibernation")) == 0 {
 			return "no size given for logical volume; use one of --useexisting, --noformat, --size, --percent, or --hibernation"
+		}
+		if pc, ok := c.Value("--percent"); ok && v >= fedoraVersion(20) {
+			if n, err := strconv.Atoi(strings.ReplaceAll(strings.TrimSpace(pc), "_", "")); err == nil && (n < 0 || n > 100) {
+				return "percentage must be between 0 and 100"
+			}
 		}
 		if c.Has("--resize") && !c.Has("--useexisting") {
 			return "--resize can only be used in conjunction with --useexisting"
@@ -279,7 +285,7 @@ func (p *parser) checkCommand(name string, c *Command) string {
 			return "one of --biospart or --partition must be given"
 		}
 	case "logging":
-		if c.Has("--port") && !c.Has("--host") {
+		if given(c, "--port") && !given(c, "--host") {
 			return "can't specify --port without --host"
 		}
 	case "eula":
@@ -309,6 +315,13 @@ func (p *parser) checkCommand(name string, c *Command) string {
 // command's parse() makes it (pykickstart/commands/NAME.py).
 func (p *parser) checkMore(name string, c *Command) string {
 	v := p.f.Version
+	if (name == "autopart" || name == "partition") && given(c, "--hw-passphrase") {
+		// F41_AutoPart.parse, F41_Partition.parse
+		lv, _ := c.Value("--luks-version")
+		if !c.Has("--encrypted") || !strings.HasPrefix(lv, "luks2-") {
+			return "hw-passphrase may be specified only with LUKSv2 HW-OPAL encrypted devices"
+		}
+	}
 	switch name {
 	case "keyboard":
 		// F18_Keyboard.parse
@@ -338,6 +351,14 @@ func (p *parser) checkMore(name string, c *Command) string {
 				return "only --devnum or --devnum with --wwpn and --fcplun are allowed"
 			}
 		}
+		// FC3_ZFCP.parse: one warning per repeated device
+		d, _ := c.Value("--devnum")
+		w, _ := c.Value("--wwpn")
+		l, _ := c.Value("--fcplun")
+		p.uniqueName(c, "zfcp", d+"\x00"+w+"\x00"+l, "a zfcp with this information")
+	case "fcoe":
+		n, _ := c.Value("--nic")
+		p.uniqueName(c, "fcoe", n, "a FCOE device with the name "+n)
 	case "services":
 		// FC6_Services.parse
 		if !given(c, "--disabled") && !given(c, "--enabled") {
@@ -526,6 +547,10 @@ func normMount(s string) string {
 
 // checkSectionHeader checks a section's header options.
 func (p *parser) checkSectionHeader(s *Section) {
+	// TracebackScriptSection.handleHeader
+	if s.Name == "%traceback" && p.f.Version >= F34 {
+		p.warn(s.Header, "the %%traceback section has been deprecated; use %%onerror instead")
+	}
 	spec := p.g.lookup(p.f.Version, s.Name)
 	if spec == nil {
 		// %addon, %anaconda and unknown sections take anything.

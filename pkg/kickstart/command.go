@@ -236,11 +236,15 @@ func parseArgs(spec *commandSpec, args []string) (pos []string, opts []Opt, depr
 	return pos, opts, deprecated, nil
 }
 
+var pyInt = regexp.MustCompile(`^\s*[+-]?[0-9]+(_[0-9]+)*\s*$`)
+
 // checkValue returns a message when value does not fit o's type.
 func checkValue(o *optionSpec, value string) string {
 	switch o.typ {
 	case typeInt:
-		if _, err := strconv.Atoi(strings.ReplaceAll(strings.TrimSpace(value), "_", "")); err != nil {
+		// Python's int(): any size, a sign, digits grouped by single
+		// underscores, blanks around.
+		if !pyInt.MatchString(value) {
 			return "invalid int value: " + pyRepr(value)
 		}
 	case typeFloat:

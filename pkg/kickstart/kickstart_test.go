@@ -146,7 +146,7 @@ func TestDiagnostics(t *testing.T) {
 		{"stray end", RHEL9, "text\n%end\n", []diag{{2, false, "unknown kickstart section: %end"}}},
 		{"unknown section", RHEL9, "%bogus\n%end\n", []diag{{1, false, "unknown kickstart section: %bogus"}}},
 		{"unclosed section", RHEL9, "%post\necho hi\n", []diag{{2, false, "section %post does not end with %end"}}},
-		{"section runs into section", RHEL9, "%post\necho\n%packages\n@core\n%end\n", []diag{{1, false, "section %post does not end with %end"}}},
+		{"section runs into section", RHEL9, "%post\necho\n%packages\n@core\n%end\n", []diag{{3, false, "section %post does not end with %end"}}},
 		{"bad packages option", RHEL9, "%packages --nosuch\n%end\n", []diag{{1, false, "%packages: unrecognized arguments: --nosuch"}}},
 		{"nocore too new for RHEL6", RHEL6, "%packages --nocore\n%end\n", []diag{{1, false, "unrecognized arguments: --nocore"}}},
 		{"no closing quote", RHEL9, "lang \"en_US\n", []diag{{1, false, "no closing quotation"}}},

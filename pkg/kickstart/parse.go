@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Diagnostic is one error or warning, tied to the line it is about.
@@ -173,9 +174,22 @@ func Parse(name string, data []byte, opts Options) *File {
 	}
 	p.g = g
 	p.stack = []string{name}
+	for _, l := range lines {
+		if !utf8.ValidString(l.Text) {
+			// pykickstart reads UTF-8 and fails on anything else, and so
+			// does Anaconda.
+			p.errorf(l, "the line is not valid UTF-8")
+			return p.f
+		}
+	}
 	p.pre = preScripts(lines)
 	p.expand(lines, 0)
 	p.run()
+	if len(p.f.Includes) == 0 && len(bytes.TrimSpace(data)) == 0 {
+		// ksvalidator refuses a file with nothing in it; Anaconda runs
+		// it, asking for everything.
+		p.f.Diagnostics = append(p.f.Diagnostics, Diagnostic{File: name, Msg: "the file is empty", Warning: true})
+	}
 	return p.f
 }
 
@@ -260,6 +274,13 @@ func (p *parser) expand(lines []Line, depth int) {
 			p.flat = append(p.flat, l)
 			continue
 		}
+		if word == "%ksappend" && depth > 0 {
+			// pykickstart appends in one pass over the top file, before
+			// parsing: a %ksappend in an included or appended file is
+			// never read, and the parser skips the line.
+			p.flat = append(p.flat, l)
+			continue
+		}
 		args, err := splitLine(l.content())
 		if err != nil || len(args) < 2 || args[1] == "" {
 			p.errorf(l, "%s needs a file or URL to include", word)
@@ -268,7 +289,9 @@ func (p *parser) expand(lines []Line, depth int) {
 		}
 		target := p.resolve(l.File, args[1])
 		for _, s := range p.stack {
-			if s == target {
+			// An appended file is not read for more (above), so only
+			// %include can loop.
+			if s == target && word == "%include" {
 				p.errorf(l, "%s of %s makes a cycle: %s", word, args[1], strings.Join(append(p.stack, target), " -> "))
 				target = ""
 				break
@@ -468,8 +491,10 @@ func (p *parser) readSection(s *Section, lines []Line, i int) int {
 				return i
 			}
 			if _, ok := sectionNames[word]; ok {
+				// pykickstart finds it at the header that starts the
+				// next section.
 				if p.f.Version >= F8 {
-					p.errorf(s.Header, "section %s does not end with %%end", s.Name)
+					p.errorf(l, "section %s does not end with %%end", s.Name)
 				}
 				return i - 1
 			}

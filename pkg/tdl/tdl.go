@@ -6,6 +6,7 @@ import (
 	"math/big"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -106,9 +107,9 @@ func ParseFile(path string) (*Template, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading TDL: %w", err)
 	}
-	t, err := Parse(data)
+	t, err := parseIn(data, filepath.Dir(path))
 	if err != nil {
-		if e, ok := err.(*Error); ok {
+		if e, ok := err.(*Error); ok && e.File == "" {
 			e.File = path
 		}
 		return nil, err
@@ -116,9 +117,14 @@ func ParseFile(path string) (*Template, error) {
 	return t, nil
 }
 
-// Parse parses a TDL document. Errors are *Error values.
-func Parse(data []byte) (*Template, error) {
-	root, err := parseXML(data)
+// Parse parses a TDL document. Errors are *Error values. An xi:include
+// names a file relative to the working directory, as for Oz, which
+// parses the TDL as a string.
+func Parse(data []byte) (*Template, error) { return parseIn(data, "") }
+
+// parseIn is Parse with xi:include relative to dir.
+func parseIn(data []byte, dir string) (*Template, error) {
+	root, err := parseXMLIn(data, dir, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -261,13 +267,24 @@ func (c *checker) template(root *node) *Template {
 		t.Precommands = c.commands(cs)
 	}
 	if d := root.child("disk"); d != nil {
+		c.attrs(d, nil, nil)
 		c.elements(d, []string{"size"}, nil, nil)
 		if c.err == nil {
 			size := d.child("size")
-			if n, err := ParseDiskSize(c.leaf(size)); err != nil {
-				c.fail(size, "%v", err)
-			} else {
-				t.DiskSize, t.DiskSizeGiven = n, true
+			v := c.leaf(size)
+			switch {
+			case v == "":
+				// An empty size is Oz's default (TDL.py _parse_disksize).
+			case v != strings.TrimSpace(v):
+				// tdl.rng's disk_size pattern allows a space only between
+				// the number and the unit.
+				c.fail(size, "invalid disk size %q: no spaces around it", v)
+			default:
+				if n, err := ParseDiskSize(v); err != nil {
+					c.fail(size, "%v", err)
+				} else {
+					t.DiskSize, t.DiskSizeGiven = n, true
+				}
 			}
 		}
 	}
@@ -297,6 +314,7 @@ func (c *checker) os(n *node, t *Template) {
 	t.OS.RootPW = c.leaf(n.child("rootpw"))
 	t.OS.Key = c.leaf(n.child("key"))
 	if ic := n.child("icicle"); ic != nil {
+		c.attrs(ic, nil, nil)
 		c.elements(ic, []string{"extra_command"}, nil, nil)
 		if c.err == nil {
 			t.OS.IcicleExtraCommand = c.leaf(ic.child("extra_command"))
@@ -337,6 +355,17 @@ func (c *checker) install(n *node, t *Template) {
 		return
 	}
 	if ex := n.child("extras"); ex != nil && c.err == nil {
+		if in.Type != "iso" {
+			// TDL.py: "Extra ISO data can only be used with iso install type"
+			c.fail(ex, "extras can only be used with an iso install")
+			return
+		}
+		// tdl.rng: extras follows the install's source, in order.
+		if n.children[len(n.children)-1] != ex {
+			c.fail(ex, "extras must come last in install")
+			return
+		}
+		c.attrs(ex, nil, nil)
 		c.elements(ex, nil, nil, []string{"directory", "file"})
 		if len(ex.children) == 0 {
 			c.fail(ex, "extras needs at least one file or directory")
@@ -367,12 +396,12 @@ func (c *checker) packages(n *node, t *Template) {
 	}
 }
 
-var base64RE = regexp.MustCompile(`^[a-zA-Z0-9+/]+={0,2}$`)
+var base64Junk = regexp.MustCompile(`[^A-Za-z0-9+/=]`)
 
 // content decodes an element of type raw, base64 or url.
 func (c *checker) content(n *node, emptyBase64OK bool) (typ, content, link string) {
-	typ = n.attrs["type"]
-	if typ == "" {
+	typ, given := n.attrs["type"]
+	if !given {
 		typ = "raw"
 	}
 	text := c.text(n)
@@ -384,22 +413,28 @@ func (c *checker) content(n *node, emptyBase64OK bool) (typ, content, link strin
 		if s == "" && emptyBase64OK {
 			return typ, "", ""
 		}
-		if !base64RE.MatchString(s) {
-			c.fail(n, "invalid base64 content")
-			return typ, "", ""
-		}
+		// Python's base64.decodebytes, which Oz uses: characters outside
+		// the alphabet are dropped, and the padding must be right.
+		s = base64Junk.ReplaceAllString(s, "")
 		b, err := base64.StdEncoding.DecodeString(s)
-		if err != nil {
-			b, err = base64.RawStdEncoding.DecodeString(strings.TrimRight(s, "="))
-		}
-		if err != nil {
-			c.fail(n, "invalid base64 content: %v", err)
+		if err != nil || s == "" {
+			c.fail(n, "invalid base64 content")
 		}
 		return typ, string(b), ""
 	case "url":
+		// Oz reads a url file when it parses the TDL: file:// from
+		// disk, anything else with requests, which takes http(s) only.
 		u := strings.TrimSpace(text)
-		if _, err := url.Parse(u); err != nil || u == "" {
+		pu, err := url.Parse(u)
+		switch {
+		case err != nil || u == "":
 			c.fail(n, "invalid URL %q", u)
+		case pu.Scheme == "file":
+			if _, err := os.Stat(pu.Host + pu.Path); err != nil {
+				c.fail(n, "url %s: %v", u, err)
+			}
+		case (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "":
+			c.fail(n, "invalid URL %q: want http, https or file", u)
 		}
 		return typ, "", u
 	}
@@ -496,9 +531,10 @@ func (c *checker) repositories(n *node, t *Template) {
 			Persisted: c.boolean(r.child("persisted"), true),
 			SSLVerify: c.boolean(r.child("sslverify"), false),
 		}
-		if u, err := url.Parse(repo.URL); err == nil && (u.Hostname() == "localhost" || strings.HasPrefix(u.Hostname(), "127.") || u.Hostname() == "::1") {
-			c.fail(urlNode, "repository %s is on localhost, which the guest cannot reach; serve it through kiln's proxy with --mirror %s=%s and name the proxy URL instead", repo.Name, repo.Name, repo.URL)
-		}
+		// Oz refuses a repository on localhost, which its guest cannot
+		// reach. kiln's guest reaches it through kiln's proxy, which runs
+		// on this host: the repo line is rewritten to the proxy like any
+		// other, so it is accepted (docs/kickstart-compat.md).
 		t.Repositories = append(t.Repositories, repo)
 	}
 }

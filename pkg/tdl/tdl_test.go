@@ -3,6 +3,8 @@ package tdl
 import (
 	"errors"
 	"math/big"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -126,7 +128,10 @@ func TestParseErrors(t *testing.T) {
 		{"bad file type", head + `<files><file name='/f' type='zip'>x</file></files></template>`, "/template/files/file", "invalid type", 1},
 		{"mixed positions", head + `<commands><command name='a' position='1'>x</command><command name='b'>y</command></commands></template>`, "/template/commands", "all commands carry a position or none", 1},
 		{"duplicate positions", head + `<commands><command name='a' position='1'>x</command><command name='b' position='1'>y</command></commands></template>`, "/template/commands", "no duplicates or gaps", 1},
-		{"localhost repo", head + `<repositories><repository name='r'><url>http://localhost/r/</url></repository></repositories></template>`, "/template/repositories/repository/url", "localhost", 1},
+		{"extras not last", `<template><name>x</name><os><name>F</name><version>1</version><arch>i386</arch><install type='iso'><extras><file source='a' destination='/b'/></extras><iso>a</iso></install></os></template>`, "/template/os/install/extras", "must come last", 1},
+		{"attribute on extras", `<template><name>x</name><os><name>F</name><version>1</version><arch>i386</arch><install type='iso'><iso>a</iso><extras x='1'><file source='a' destination='/b'/></extras></install></os></template>`, "/template/os/install/extras", "not allowed", 1},
+		{"foreign element", `<template xmlns:x="urn:x"><name>x</name><x:name>y</x:name></template>`, "", "namespace", 1},
+		{"xinclude missing", `<template xmlns:xi="http://www.w3.org/2001/XInclude"><name>x</name><xi:include href="/no/such.xml"/></template>`, "", "xi:include", 1},
 		{"bad disk size", head + `<disk><size>10E</size></disk></template>`, "/template/disk/size", "invalid disk size", 1},
 		{"unknown element", head + `<bogus/></template>`, "/template/bogus", "not allowed", 1},
 		{"doctype", `<!DOCTYPE x [<!ENTITY a "b">]><template/>`, "", "DOCTYPE", 1},
@@ -142,6 +147,33 @@ func TestParseErrors(t *testing.T) {
 				t.Errorf("error = %q (path %q line %d), want path %q line %d containing %q", e.Error(), e.Path, e.Line, tt.path, tt.line, tt.msg)
 			}
 		})
+	}
+}
+
+// TestOzAccepts are cases where kiln once disagreed with Oz's own parser
+// (TestDifferential): Oz accepts them, and so does kiln.
+func TestOzAccepts(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "os.xml"), []byte(`<os><name>RHEL-9</name><version>9</version><arch>x86_64</arch><install type="url"><url>http://h/</url></install></os>`), 0o644)
+	for name, doc := range map[string]string{
+		"byte order mark": "\ufeff" + head + "</template>",
+		"prefix declared": `<template xmlns:x="urn:x"><name>x</name><os><name>F</name><version>1</version><arch>i386</arch><install type='url'><url>u</url></install></os></template>`,
+		"xinclude":        `<template xmlns:xi="http://www.w3.org/2001/XInclude"><name>t</name><xi:include href="os.xml"/></template>`,
+		"xinclude fallback": `<template xmlns:xi="http://www.w3.org/2001/XInclude"><name>t</name><xi:include href="nope.xml"><xi:fallback>` +
+			`<os><name>F</name><version>1</version><arch>i386</arch><install type='url'><url>u</url></install></os></xi:fallback></xi:include></template>`,
+		// Oz refuses it; kiln's proxy, on this host, serves it to the guest.
+		"localhost repo": head + `<repositories><repository name='r'><url>http://localhost/r/</url></repository></repositories></template>`,
+	} {
+		p := filepath.Join(dir, "t.tdl")
+		os.WriteFile(p, []byte(doc), 0o644)
+		tpl, err := ParseFile(p)
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		if name == "xinclude" && (tpl.OS.Name != "RHEL-9" || tpl.Install.URL != "http://h/") {
+			t.Errorf("xinclude: %+v %+v", tpl.OS, tpl.Install)
+		}
 	}
 }
 

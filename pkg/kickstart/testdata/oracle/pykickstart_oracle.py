@@ -56,6 +56,8 @@ def verdict(path, version, strict):
             parser = KickstartParser(handler)
             processed = preprocessKickstart(path)
             if processed is None:
+                if not strict:
+                    return {"verdict": "ok"}  # Anaconda runs it; ksvalidator refuses it
                 raise KickstartError("Empty file")
             parser.readKickstart(processed)
         except (KickstartError, KickstartParseWarning) as e:
