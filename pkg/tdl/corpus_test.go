@@ -39,6 +39,12 @@ type golden struct {
 // TestCorpus checks kiln against what Oz's test suite expects of each TDL.
 // It runs only when KILN_TDL_CORPUS names the folder holding
 // EXPECTATIONS.tsv, tests/ and golden/.
+// deliberate are the templates where kiln differs from Oz on purpose
+// (docs/kickstart-compat.md).
+var deliberate = map[string]string{
+	"test-62-repository-localhost.tdl": "a repository on localhost is served to the guest through kiln's proxy",
+}
+
 func TestCorpus(t *testing.T) {
 	dir := os.Getenv("KILN_TDL_CORPUS")
 	if dir == "" {
@@ -60,6 +66,11 @@ func TestCorpus(t *testing.T) {
 		got := "pass"
 		if err != nil {
 			got = "raise"
+		}
+		if why, ok := deliberate[filepath.Base(file)]; ok && got != want {
+			t.Logf("%s: Oz says %s, kiln %s, on purpose: %s", file, want, got, why)
+			n--
+			continue
 		}
 		if got != want {
 			t.Errorf("%s: Oz says %s, kiln %s (%v)", file, want, got, err)

@@ -430,8 +430,12 @@ func (c *checker) content(n *node, emptyBase64OK bool) (typ, content, link strin
 		case err != nil || u == "":
 			c.fail(n, "invalid URL %q", u)
 		case pu.Scheme == "file":
-			if _, err := os.Stat(pu.Host + pu.Path); err != nil {
-				c.fail(n, "url %s: %v", u, err)
+			// A relative one is relative to where Oz runs, which kiln
+			// cannot know; an absolute one must be there.
+			if p := pu.Host + pu.Path; filepath.IsAbs(p) {
+				if _, err := os.Stat(p); err != nil {
+					c.fail(n, "url %s: %v", u, err)
+				}
 			}
 		case (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "":
 			c.fail(n, "invalid URL %q: want http, https or file", u)
