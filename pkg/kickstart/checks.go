@@ -281,7 +281,8 @@ func (p *parser) checkCommand(name string, c *Command) string {
 			return "one of --drives, --only-use or --interactive must be given"
 		}
 	case "harddrive":
-		if len(countSet(c, "--biospart", "--partition")) == 0 {
+		// FC3_HardDrive.parse tests for None: an empty value counts.
+		if !c.Has("--biospart") && !c.Has("--partition") {
 			return "one of --biospart or --partition must be given"
 		}
 	case "logging":
@@ -328,6 +329,21 @@ func (p *parser) checkMore(name string, c *Command) string {
 		if v >= F18 && len(c.Positionals) == 0 && !given(c, "--vckeymap") && !given(c, "--xlayouts") {
 			return "one of --xlayouts, --vckeymap options with value(s) or argument is expected for the keyboard command"
 		}
+	case "device":
+		// FC3_Device.parse wants a type and a module, F8_Device.parse a module.
+		if want := 1; v < F8 {
+			if len(c.Positionals) != 2 {
+				return "device command requires two arguments: module type and name"
+			}
+		} else if len(c.Positionals) != want {
+			return "device command requires a single argument: module name"
+		}
+	case "method":
+		// FC3_Method has no parse of its own: "method" is reached by
+		// its methods' names.
+		if v <= fedoraVersion(33) || v == RHEL7 || v == RHEL8 {
+			return "method is not a command of its own; write url, cdrom, nfs, harddrive or liveimg"
+		}
 	case "sshpw":
 		// F13_SshPw.parse: exactly one password.
 		if len(c.Positionals) != 1 {
@@ -368,6 +384,9 @@ func (p *parser) checkMore(name string, c *Command) string {
 		// F17_BTRFS.parse
 		if len(c.Positionals) == 0 {
 			return "btrfs must be given a mountpoint"
+		}
+		if len(c.Positionals) < 2 && !c.Has("--subvol") {
+			return "btrfs must be given a list of partitions"
 		}
 		if l, ok := c.Value("--data"); ok && !btrfsLevel(l) {
 			return "invalid btrfs level: " + l
