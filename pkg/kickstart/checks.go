@@ -2,7 +2,6 @@ package kickstart
 
 import (
 	"fmt"
-	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -513,16 +512,38 @@ func redact(spec *commandSpec, c *Command, msg string) string {
 	// Longest first: a secret that contains another goes whole.
 	sort.Slice(secrets, func(i, j int) bool { return len(secrets[i]) > len(secrets[j]) })
 	for _, sec := range secrets {
-		if sec == "" {
-			continue
-		}
-		re := regexp.MustCompile(`(^|[\s'"=:,(\[])` + regexp.QuoteMeta(sec) + `($|[\s'",:)\]])`)
-		// Twice: adjacent tokens share the boundary between them.
-		for range 2 {
-			msg = re.ReplaceAllString(msg, "${1}***${2}")
-		}
+		msg = replaceToken(msg, sec, "***")
 	}
 	return msg
+}
+
+// replaceToken replaces each occurrence of tok in s that stands as a
+// whole token: at the ends or between quotes, blanks, '=', ':', ',' and
+// brackets. It works on bytes, so any input is safe.
+func replaceToken(s, tok, with string) string {
+	if tok == "" {
+		return s
+	}
+	bound := func(c byte) bool { return strings.IndexByte(" \t\n'\"=:,()[]", c) >= 0 }
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		j := strings.Index(s[i:], tok)
+		if j < 0 {
+			b.WriteString(s[i:])
+			break
+		}
+		j += i
+		k := j + len(tok)
+		if (j == 0 || bound(s[j-1])) && (k == len(s) || bound(s[k])) {
+			b.WriteString(s[i:j])
+			b.WriteString(with)
+		} else {
+			b.WriteString(s[i : j+1])
+			k = j + 1
+		}
+		i = k
+	}
+	return b.String()
 }
 
 func isDeprecatedOpt(p *parser, c *Command, name string) bool {

@@ -19,6 +19,13 @@ func FuzzParse(f *testing.F) {
 			f.Add(data)
 		}
 	}
+	// The differential generator's cases (TestDifferential), a sample.
+	if g, err := loadGrammar(); err == nil {
+		gen := append(append(generateCommands(g, RHEL9), generateSections(RHEL9)...), generateFiles(RHEL9)...)
+		for i := 0; i < len(gen); i += 7 {
+			f.Add([]byte(gen[i].text))
+		}
+	}
 	f.Add([]byte("part / --size=1 --grow\n%packages --nocore\n@core\n%end\n"))
 	f.Add([]byte("rootpw \"unterminated\n%post --interpreter=/bin/bash\n%end\n%end\n"))
 	noFiles := Options{Version: RHEL9, ReadFile: func(string) ([]byte, error) { return nil, os.ErrNotExist }}

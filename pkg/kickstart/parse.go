@@ -179,7 +179,7 @@ func Parse(name string, data []byte, opts Options) *File {
 			// pykickstart reads UTF-8 and fails on anything else, and so
 			// does Anaconda.
 			p.errorf(l, "the line is not valid UTF-8")
-			return p.f
+			break
 		}
 	}
 	p.pre = preScripts(lines)
@@ -253,10 +253,6 @@ func preScripts(lines []Line) []preScript {
 
 func (p *parser) errorf(l Line, format string, args ...any) {
 	p.f.Diagnostics = append(p.f.Diagnostics, Diagnostic{File: l.File, Line: l.Num, Msg: fmt.Sprintf(format, args...)})
-}
-
-func (p *parser) notice(l Line, format string, args ...any) {
-	p.f.Diagnostics = append(p.f.Diagnostics, Diagnostic{File: l.File, Line: l.Num, Msg: fmt.Sprintf(format, args...), Warning: true, Notice: true})
 }
 
 func (p *parser) warn(l Line, format string, args ...any) {

@@ -15,6 +15,12 @@ func FuzzParse(f *testing.F) {
 			f.Add(data)
 		}
 	}
+	// The differential generator's cases (TestDifferential), a sample.
+	for i, c := range generateTDLs() {
+		if i%5 == 0 {
+			f.Add([]byte(c.text))
+		}
+	}
 	f.Add([]byte(head + `<disk><size>1 ZB</size></disk></template>`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		tpl, err := Parse(data)
