@@ -1,6 +1,7 @@
 package kickstart
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -225,7 +226,8 @@ func (p *parser) checkCommand(name string, c *Command) string {
 			return "no size given for logical volume; use one of --useexisting, --noformat, --size, --percent, or --hibernation"
 		}
 		if pc, ok := c.Value("--percent"); ok && v >= fedoraVersion(20) {
-			if n, err := strconv.Atoi(strings.ReplaceAll(strings.TrimSpace(pc), "_", "")); err == nil && (n < 0 || n > 100) {
+			n, err := strconv.Atoi(strings.ReplaceAll(strings.TrimSpace(pc), "_", ""))
+			if errors.Is(err, strconv.ErrRange) || (err == nil && (n < 0 || n > 100)) {
 				return "percentage must be between 0 and 100"
 			}
 		}
@@ -276,7 +278,11 @@ func (p *parser) checkCommand(name string, c *Command) string {
 		n, _ := c.Value("--username")
 		p.uniqueName(c, "sshpw", n, fmt.Sprintf("an ssh user with the name %s", n))
 	case "ignoredisk":
-		if len(countSet(c, "--drives", "--only-use", "--interactive")) == 0 {
+		set := countSet(c, "--drives", "--only-use")
+		if !isDeprecatedOpt(p, c, "--interactive") {
+			set = append(set, countSet(c, "--interactive")...)
+		}
+		if len(set) == 0 {
 			return "one of --drives, --only-use or --interactive must be given"
 		}
 	case "harddrive":
@@ -327,6 +333,11 @@ func (p *parser) checkMore(name string, c *Command) string {
 		// F18_Keyboard.parse
 		if v >= F18 && len(c.Positionals) == 0 && !given(c, "--vckeymap") && !given(c, "--xlayouts") {
 			return "one of --xlayouts, --vckeymap options with value(s) or argument is expected for the keyboard command"
+		}
+	case "install", "upgrade":
+		// F11_Upgrade.parse
+		if vals := c.Values("--root-device"); len(vals) > 0 && vals[len(vals)-1] == "" {
+			return "kickstart command upgrade does not accept empty parameter --root-device"
 		}
 	case "device":
 		// FC3_Device.parse wants a type and a module, F8_Device.parse a module.

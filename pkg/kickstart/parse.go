@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -185,12 +186,38 @@ func Parse(name string, data []byte, opts Options) *File {
 	p.pre = preScripts(lines)
 	p.expand(lines, 0)
 	p.run()
+	p.sortDiagnostics()
 	if len(p.f.Includes) == 0 && len(bytes.TrimSpace(data)) == 0 {
 		// ksvalidator refuses a file with nothing in it; Anaconda runs
 		// it, asking for everything.
 		p.f.Diagnostics = append(p.f.Diagnostics, Diagnostic{File: name, Msg: "the file is empty", Warning: true})
 	}
 	return p.f
+}
+
+// sortDiagnostics puts the diagnostics in the order of the lines they are
+// about, as the file reads with its includes in place: some checks run
+// after the file is read (a section's header after its body), and the
+// first diagnostic must be the first problem, which is the one
+// pykickstart, stopping there, reports.
+func (p *parser) sortDiagnostics() {
+	type pos struct {
+		file string
+		num  int
+	}
+	order := map[pos]int{}
+	for i, l := range p.flat {
+		if _, ok := order[pos{l.File, l.Num}]; !ok {
+			order[pos{l.File, l.Num}] = i
+		}
+	}
+	key := func(d Diagnostic) int {
+		if i, ok := order[pos{d.File, d.Line}]; ok {
+			return i
+		}
+		return -1 // the file as a whole, or a line not read
+	}
+	sort.SliceStable(p.f.Diagnostics, func(i, j int) bool { return key(p.f.Diagnostics[i]) < key(p.f.Diagnostics[j]) })
 }
 
 // splitLines cuts data into lines, keeping each line's ending.
