@@ -334,6 +334,18 @@ func (p *parser) checkMore(name string, c *Command) string {
 		if v >= F18 && len(c.Positionals) == 0 && !given(c, "--vckeymap") && !given(c, "--xlayouts") {
 			return "one of --xlayouts, --vckeymap options with value(s) or argument is expected for the keyboard command"
 		}
+	case "multipath":
+		// FC6_MultiPath.parse: a device belongs to one multipath.
+		dev, _ := c.Value("--device")
+		k := "multipath-device\x00" + dev
+		if p.state.unique[k] {
+			return "device '" + dev + "' is already used in a multipath"
+		}
+		p.state.unique[k] = true
+	case "dmraid":
+		// FC6_DmRaid.parse
+		n, _ := c.Value("--name")
+		p.uniqueName(c, "dmraid", n+"\x00"+strings.Join(c.Values("--dev"), ","), "a DM RAID device with the name "+n+" and these devices")
 	case "install", "upgrade":
 		// F11_Upgrade.parse
 		if vals := c.Values("--root-device"); len(vals) > 0 && vals[len(vals)-1] == "" {
