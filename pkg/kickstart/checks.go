@@ -125,15 +125,21 @@ func countSet(c *Command, names ...string) []string {
 
 // given says whether option name was given a value that counts: a flag,
 // or a non-empty value. pykickstart tests its options for truth, so
-// "--url=" is no URL, and "--size=0" no size.
+// "--url=" is no URL (but "--enabled=0" is a string, and true).
 func given(c *Command, name string) bool {
 	for i := len(c.Options) - 1; i >= 0; i-- {
 		o := c.Options[i]
 		if o.Name == name || o.Written == name || slices.Contains(o.names, name) {
-			return !o.HasValue || (o.Value != "" && o.Value != "0")
+			return !o.HasValue || o.Value != ""
 		}
 	}
 	return false
+}
+
+// givenNumber is given for an int option, where 0 is false too.
+func givenNumber(c *Command, name string) bool {
+	v, _ := c.Value(name)
+	return given(c, name) && strings.Trim(strings.TrimSpace(v), "0_+-") != ""
 }
 
 // checkCommand applies the rules that go beyond the option table. It returns
@@ -219,10 +225,10 @@ func (p *parser) checkCommand(name string, c *Command) string {
 		if c.Has("--thin") && !given(c, "--poolname") {
 			return "--thin requires --poolname to specify pool name"
 		}
-		if (given(c, "--chunksize") || given(c, "--metadatasize")) && !c.Has("--thinpool") {
+		if (givenNumber(c, "--chunksize") || givenNumber(c, "--metadatasize")) && !c.Has("--thinpool") {
 			return "--chunksize and --metadatasize are for thin pools only"
 		}
-		if v >= fedoraVersion(20) && len(countSet(c, "--useexisting", "--noformat", "--size", "--percent", "--recommended", "--hibernation")) == 0 {
+		if v >= fedoraVersion(20) && len(countSet(c, "--useexisting", "--noformat", "--recommended", "--hibernation")) == 0 && !givenNumber(c, "--size") && !givenNumber(c, "--percent") {
 			return "no size given for logical volume; use one of --useexisting, --noformat, --size, --percent, or --hibernation"
 		}
 		if pc, ok := c.Value("--percent"); ok && v >= fedoraVersion(20) {
