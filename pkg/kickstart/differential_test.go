@@ -1,17 +1,17 @@
 package kickstart
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/kiln-build/kiln/internal/testutil"
 )
 
 // genCase is one generated kickstart: its class (what was done to it),
@@ -338,33 +338,19 @@ func TestDifferential(t *testing.T) {
 		}
 	}
 	dir := t.TempDir()
-	var jobs bytes.Buffer
-	paths := make([]string, len(cases))
+	tc := make([]testutil.Case, len(cases))
 	for i, c := range cases {
-		d := filepath.Join(dir, fmt.Sprintf("%05d", i))
-		os.MkdirAll(d, 0o755)
-		paths[i] = filepath.Join(d, "ks.cfg")
-		os.WriteFile(paths[i], []byte(c.text), 0o644)
-		for name, content := range c.extra {
-			os.WriteFile(filepath.Join(d, name), []byte(content), 0o644)
-		}
+		tc[i] = testutil.Case{Text: c.text, Extra: c.extra}
+	}
+	paths := testutil.WriteCases(t, dir, "ks.cfg", tc)
+	var jobs bytes.Buffer
+	for i, c := range cases {
 		json.NewEncoder(&jobs).Encode(map[string]string{"path": paths[i], "version": c.version.String()})
 	}
-	cmd := exec.Command("python3", "testdata/oracle/pykickstart_oracle.py")
-	cmd.Env = append(os.Environ(), "PYTHONPATH="+pyks)
-	cmd.Stdin = &jobs
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("the oracle: %v\n%s", err, stderr.String())
-	}
 	oracle := map[string]oracleResult{}
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	sc.Buffer(make([]byte, 1<<20), 16<<20)
-	for sc.Scan() {
+	for _, l := range testutil.RunOracle(t, "python3", "testdata/oracle/pykickstart_oracle.py", pyks, jobs.Bytes()) {
 		var r oracleResult
-		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+		if err := json.Unmarshal(l, &r); err != nil {
 			t.Fatal(err)
 		}
 		oracle[r.Path] = r

@@ -1,16 +1,15 @@
 package tdl
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/kiln-build/kiln/internal/testutil"
 )
 
 // xnode is a TDL element for the generator: a tree it can mutate and
@@ -297,37 +296,19 @@ func TestDifferential(t *testing.T) {
 	}
 	cases := generateTDLs()
 	dir := t.TempDir()
-	var paths bytes.Buffer
-	files := make([]string, len(cases))
+	tc := make([]testutil.Case, len(cases))
 	for i, c := range cases {
-		d := filepath.Join(dir, fmt.Sprintf("%05d", i))
-		os.MkdirAll(d, 0o755)
-		files[i] = filepath.Join(d, "t.tdl")
-		os.WriteFile(files[i], []byte(c.text), 0o644)
-		for n, content := range c.extra {
-			os.WriteFile(filepath.Join(d, n), []byte(content), 0o644)
-		}
-		paths.WriteString(files[i] + "\n")
+		tc[i] = testutil.Case{Text: c.text, Extra: c.extra}
 	}
+	files := testutil.WriteCases(t, dir, "t.tdl", tc)
 	py := "/usr/bin/python3" // Debian's, with python3-lxml
 	if _, err := os.Stat(py); err != nil {
 		py = "python3"
 	}
-	cmd := exec.Command(py, "testdata/oracle/oz_oracle.py")
-	cmd.Env = append(os.Environ(), "PYTHONPATH="+ozDir)
-	cmd.Stdin = &paths
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("the oracle: %v\n%s", err, stderr.String())
-	}
 	oz := map[string]map[string]string{}
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
+	for _, l := range testutil.RunOracle(t, py, "testdata/oracle/oz_oracle.py", ozDir, []byte(strings.Join(files, "\n")+"\n")) {
 		var r map[string]string
-		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+		if err := json.Unmarshal(l, &r); err != nil {
 			t.Fatal(err)
 		}
 		oz[r["path"]] = r
