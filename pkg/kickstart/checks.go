@@ -210,7 +210,9 @@ func (p *parser) checkCommand(name string, c *Command) string {
 		}
 		if len(c.Positionals) > 0 {
 			mp := normMount(c.Positionals[0])
-			if mp != "swap" && mp != "none" && !strings.HasPrefix(mp, "raid.") && !strings.HasPrefix(mp, "pv.") && !strings.HasPrefix(mp, "btrfs.") {
+			// FC3_PartData.__eq__ compares the mount point alone, and
+			// F*_Partition.parse skips only swap.
+			if mp != "swap" {
 				p.uniqueName(c, "partition", mp, fmt.Sprintf("a partition with the mountpoint %s", mp))
 			}
 		}

@@ -140,7 +140,8 @@ func generateCommands(g grammar, v Version) []genCase {
 		{"text", "graphical"}, {"text", "cmdline"}, {"poweroff", "reboot"}, {"autopart", "logvol / --vgname=v --name=r --size=1"},
 		{"rootpw --lock", "rootpw --plaintext x"}, {"url --mirrorlist=http://h/", "url --url=http://h/"}, {"liveimg --url=http://h/i", "url --url=http://h/"},
 		{"ostreesetup --osname=a --url=http://h/ --ref=r", "url --url=http://h/"}, {"firstboot --enable", "firstboot --disable"},
-		{"part / --size=1", "part / --size=2"}, {"part swap --size=1", "part swap --size=1"}, {"network --device=eth0", "network --device=eth0"},
+		{"part / --size=1", "part / --size=2"}, {"part swap --size=1", "part swap --size=1"},
+		{"part pv.01 --size=1", "part pv.01 --size=1"}, {"part none --size=1", "part none --size=1"}, {"part raid.1 --size=1", "part raid.1 --size=1"}, {"network --device=eth0", "network --device=eth0"},
 		{"user --name=a", "user --name=a"}, {"group --name=a", "group --name=a"}, {"sshkey --username=a k", "sshkey --username=a k"}} {
 		add("command/exclusive", pair[0], pair[1])
 	}
