@@ -1,10 +1,6 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
-	"context"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -13,7 +9,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/kiln-build/kiln/integration/fixtures"
 	"github.com/kiln-build/kiln/internal/testutil"
@@ -90,32 +85,6 @@ func (c *countWriter) Write(p []byte) (int, error) {
 // its base URL, ".../TOKEN/".
 func serveInBackground(t *testing.T, ks, cacheDir string) string {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	pr, pw := io.Pipe()
-	done := make(chan error, 1)
-	var errb bytes.Buffer
-	go func() {
-		done <- run(ctx, []string{"serve", "--ks", ks, "--cache-dir", cacheDir}, nil, pw, &errb)
-		pw.Close()
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("kiln serve: %v\n%s", err, errb.String())
-			}
-		case <-time.After(15 * time.Second):
-			t.Error("kiln serve did not stop")
-		}
-	})
-	sc := bufio.NewScanner(pr)
-	for sc.Scan() {
-		if u, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "inst.ks="); ok {
-			go io.Copy(io.Discard, pr)
-			return strings.TrimSuffix(strings.Fields(u)[0], "ks.cfg")
-		}
-	}
-	t.Fatalf("kiln serve printed no inst.ks=\n%s", errb.String())
-	return ""
+	ev, _ := serveJSON(t, "--ks", ks, "--cache-dir", cacheDir)
+	return strings.TrimSuffix(ev["kickstart_url"].(string), "ks.cfg")
 }
