@@ -198,16 +198,11 @@ func (s *Server) OpenBootFile(name, base string) (*BootFile, error) {
 		if file == nil {
 			return nil, fs.ErrNotExist
 		}
-		f, err := os.Open(t.Path)
+		e, err := t.open(file)
 		if err != nil {
 			return nil, err
 		}
-		e, err := newExtentReader(f, file, t.size)
-		if err != nil {
-			f.Close()
-			return nil, err
-		}
-		return &BootFile{ReadSeeker: e, Size: e.size, ModTime: file.ModTime, close: f.Close}, nil
+		return &BootFile{ReadSeeker: e, Size: e.size, ModTime: file.ModTime, close: e.f.Close}, nil
 	}
 	switch name {
 	case "boot.ipxe":

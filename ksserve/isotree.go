@@ -160,20 +160,28 @@ func (t *ISO) serve(w http.ResponseWriter, r *http.Request, rel string) {
 		t.serveSmall(w, r, file)
 		return
 	}
-	// Each large response has the image open on its own, for a file
-	// offset of its own that sendfile(2) moves.
+	content, err := t.open(file)
+	if err != nil {
+		http.Error(w, "reading the ISO", http.StatusInternalServerError)
+		return
+	}
+	defer content.f.Close()
+	http.ServeContent(w, r, "", file.ModTime, content)
+}
+
+// open reads file's bytes from an image file opened for it alone, with
+// a file offset of its own that sendfile(2) moves. Closing its f ends it.
+func (t *ISO) open(file *iso.File) (*extentReader, error) {
 	f, err := os.Open(t.Path)
 	if err != nil {
-		http.Error(w, "opening the ISO", http.StatusInternalServerError)
-		return
+		return nil, err
 	}
-	defer f.Close()
-	content, err := newExtentReader(f, file, t.size)
+	e, err := newExtentReader(f, file, t.size)
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
+		f.Close()
+		return nil, err
 	}
-	http.ServeContent(w, r, "", file.ModTime, content)
+	return e, nil
 }
 
 // smallFile is the size up to which a file is read whole with pread(2)
@@ -212,13 +220,11 @@ func (t *ISO) serveSmall(w http.ResponseWriter, r *http.Request, file *iso.File)
 // metadata a person might read, octet-stream for the rest (never a
 // sniffed guess).
 func contentType(name string) string {
+	// path.Ext of ".treeinfo" is ".treeinfo".
 	switch path.Ext(name) {
 	case ".xml":
 		return "text/xml; charset=utf-8"
-	case ".cfg", ".conf", ".txt", ".treeinfo":
-		return "text/plain; charset=utf-8"
-	}
-	if path.Base(name) == ".treeinfo" || path.Base(name) == ".discinfo" {
+	case ".cfg", ".conf", ".txt", ".treeinfo", ".discinfo":
 		return "text/plain; charset=utf-8"
 	}
 	return "application/octet-stream"

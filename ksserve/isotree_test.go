@@ -231,7 +231,7 @@ func escapePath(p string) string {
 // token, and ISOs that are not install trees refused when opened.
 func TestISOTreeRefuses(t *testing.T) {
 	dir, image := treeISO(t)
-	srv, live := isoServer(t, image)
+	_, live := isoServer(t, image)
 	for _, tc := range []struct {
 		path string
 		code int
@@ -257,7 +257,6 @@ func TestISOTreeRefuses(t *testing.T) {
 			t.Errorf("%s: %d, want %d", tc.path, resp, tc.code)
 		}
 	}
-	_ = srv
 
 	notTree := filepath.Join(dir, "data")
 	os.MkdirAll(filepath.Join(notTree, "docs"), 0o755)

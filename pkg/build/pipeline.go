@@ -449,7 +449,7 @@ func fencedNet(guestAddr, hostAddr, relay, bootFile string) qemu.Option {
 }
 
 // bootFile is script, the boot script a --boot pxe VM's iPXE fetches;
-// "" for the other boots.
+// "" for the other boots, whose VMs boot no network.
 func bootFile(boot, script string) string {
 	if boot != "pxe" {
 		return ""
