@@ -317,12 +317,11 @@ func TestBootFiles(t *testing.T) {
 	if !strings.Contains(string(cfg), "\tlinux /tok/boot/vmlinuz inst.ks="+base+"/tok/ks.cfg") || !strings.Contains(string(cfg), "\tinitrd /tok/boot/initrd.img\n") {
 		t.Errorf("grub.cfg:\n%s", cfg)
 	}
-	if gsc, err := exec.LookPath("grub-script-check"); err == nil {
-		p := filepath.Join(dir, "grub.cfg")
-		os.WriteFile(p, cfg, 0o644)
-		if out, err := exec.Command(gsc, p).CombinedOutput(); err != nil {
-			t.Errorf("grub-script-check: %v\n%s", err, out)
-		}
+	gsc := testutil.RequireTool(t, "grub-script-check")
+	p := filepath.Join(dir, "grub.cfg")
+	os.WriteFile(p, cfg, 0o644)
+	if out, err := exec.Command(gsc, p).CombinedOutput(); err != nil {
+		t.Errorf("grub-script-check: %v\n%s", err, out)
 	}
 	for name, src := range map[string]string{"vmlinuz": "images/pxeboot/vmlinuz", "initrd.img": "images/pxeboot/initrd.img", "BOOTX64.EFI": "EFI/BOOT/BOOTX64.EFI"} {
 		_, b := get(t, "GET", live.URL+"/tok/boot/"+name)
