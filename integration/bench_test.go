@@ -72,7 +72,7 @@ func newBuildBench(b *testing.B) *buildBench {
 		out := filepath.Join(dir, fmt.Sprintf("%s-%d", boot, i))
 		start := time.Now()
 		cmd := exec.Command(bin, "build", "--ks", kilnKS, "--iso", fx.DVD, "-o", out, "--format", "qcow2", "--boot", boot,
-			"--accel", "tcg", "--memory", "1G", "--cpus", "1", "--disk-size", "1G", "--cache-dir", cache)
+			"--accel", "tcg", "--memory", "1G", "--cpus", "1", "--disk-size", "3G", "--cache-dir", cache)
 		if o, err := cmd.CombinedOutput(); err != nil {
 			b.Fatalf("kiln build --boot %s: %v\n%s", boot, err, o)
 		}

@@ -74,11 +74,16 @@ func netnsHelper() int {
 	}
 	for _, s := range strings.Fields(os.Getenv("KILN_NETNS_SERVE")) {
 		port, dir, _ := strings.Cut(s, "=")
-		l, err := net.Listen("tcp", "10.0.2.2:"+port)
-		if err != nil {
-			return fail(err)
+		// On 127.0.0.1 too: a VM kiln starts with QEMU's NAT (the
+		// install ISO's, under --verify) reaches 10.0.2.2 as the
+		// namespace's loopback.
+		for _, host := range []string{"10.0.2.2", "127.0.0.1"} {
+			l, err := net.Listen("tcp", host+":"+port)
+			if err != nil {
+				return fail(err)
+			}
+			go http.Serve(l, http.FileServer(http.Dir(dir)))
 		}
-		go http.Serve(l, http.FileServer(http.Dir(dir)))
 	}
 	var argv []string
 	if err := json.Unmarshal([]byte(os.Getenv("KILN_NETNS_RUN")), &argv); err != nil {
@@ -228,9 +233,9 @@ func TestBuildScenario(t *testing.T) {
 	ks := b.kickstart(t, nil)
 	out := filepath.Join(b.dir, "rocky9")
 	isoOut := filepath.Join(b.dir, "rocky9-install.iso")
-	common := []string{"--accel", "tcg", "--memory", "1G", "--cpus", "1", "--disk-size", "512M", "--cache-dir", b.cache,
+	common := []string{"--accel", "tcg", "--memory", "1G", "--cpus", "1", "--disk-size", "3G", "--cache-dir", b.cache,
 		"--mirror", "files=" + b.files() + "/", "--inactivity", "2m"}
-	stdout, err := b.run(t, append([]string{"--json", "build", "--ks", ks, "--iso", fx.DVD, "-o", out, "--format", "qcow2,raw", "--iso-out", isoOut}, common...)...)
+	stdout, err := b.run(t, append([]string{"--json", "build", "--ks", ks, "--iso", fx.DVD, "-o", out, "--format", "qcow2,raw", "--iso-out", isoOut, "--verify"}, common...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,7 +260,7 @@ func TestBuildScenario(t *testing.T) {
 			result = true
 		}
 	}
-	if got := strings.Join(phases, ","); got != "validate,source,prepare,accel,install,convert,manifest" || progress == 0 || !result {
+	if got := strings.Join(phases, ","); got != "validate,source,prepare,accel,install,verify,convert,manifest" || progress == 0 || !result {
 		t.Errorf("events: phases %s, %d progress events, result %v\n%s", got, progress, result, stdout)
 	}
 	if o, err := exec.Command("qemu-img", "check", out+".qcow2").CombinedOutput(); err != nil {
@@ -275,11 +280,23 @@ func TestBuildScenario(t *testing.T) {
 		t.Errorf("manifest: upstream %d, outputs %+v, qemu %q, accel %+v", m.UpstreamBytes, m.Outputs, m.QEMUVersion, m.Accel)
 	}
 	t.Logf("kiln's overhead %.2fs, phases %+v", m.OverheadSeconds, m.Phases)
+	// --verify booted the image, then installed from the install ISO as
+	// a USB stick under OVMF and as a CD under SeaBIOS and booted those.
+	var verified []string
+	for _, v := range m.Verify {
+		if v.OK {
+			verified = append(verified, fmt.Sprintf("%s/%s", v.Media, v.Firmware))
+		}
+		t.Logf("verify %s/%s: %s %q in %v", v.Media, v.Firmware, v.Signal, v.Detail, v.Duration)
+	}
+	if got := strings.Join(verified, ","); got != "/bios,usb/uefi,cdrom/bios" {
+		t.Errorf("verified %s, want the image under BIOS and the ISO's installs by USB under UEFI and by CD under BIOS: %+v", got, m.Verify)
+	}
 	if ic, err := os.ReadFile(out + ".icicle.xml"); err != nil || !strings.Contains(string(ic), `<package name="custom-package-1-1.0-1.noarch">`) {
 		t.Errorf("icicle: %v\n%s", err, ic)
 	}
 	// The installed system keeps the user's kickstart and URLs.
-	if got := debugfs(t, out+".raw", "cat /root/original-ks.cfg"); !strings.Contains(got, b.mirror()+"/custom-rpms/") || strings.Contains(got, "10.0.2.100") {
+	if got := inspect(t, out+".raw", "cat /root/original-ks.cfg"); !strings.Contains(got, b.mirror()+"/custom-rpms/") || strings.Contains(got, "10.0.2.100") {
 		t.Errorf("/root/original-ks.cfg is not the user's:\n%s", got)
 	}
 
@@ -305,7 +322,7 @@ func TestBuildScenario(t *testing.T) {
 		}
 		disk := filepath.Join(t.TempDir(), "disk.raw")
 		os.WriteFile(disk, nil, 0o644)
-		os.Truncate(disk, 512<<20)
+		os.Truncate(disk, 3<<30)
 		cfg, err := qemu.New(qemu.WithMemory(1024), qemu.WithCPUs(1), qemu.WithAccel("tcg"), qemu.WithFirmware(ovmf),
 			qemu.WithUSB(isoOut), qemu.WithBootOrder("usb"), qemu.WithDisk(qemu.Disk{Path: disk, Format: "raw", Unsafe: true}),
 			qemu.WithUserNet(qemu.UserNet{}))
@@ -363,7 +380,7 @@ func TestOzInstall(t *testing.T) {
 		t.Errorf("libvirt XML: %v\n%s", err, x)
 	}
 	// The user's kickstart, without poweroff, is what the system keeps.
-	if got := debugfs(t, disk, "cat /root/original-ks.cfg"); strings.Contains(got, "poweroff") || !strings.Contains(got, "custom-package-1") {
+	if got := inspect(t, disk, "cat /root/original-ks.cfg"); strings.Contains(got, "poweroff") || !strings.Contains(got, "custom-package-1") {
 		t.Errorf("/root/original-ks.cfg:\n%s", got)
 	}
 }
@@ -405,7 +422,7 @@ func TestBuildTDLOnly(t *testing.T) {
 `), 0o644)
 	out := filepath.Join(b.dir, "tdl-only")
 	stderr, err := b.run(t, "build", "--tdl", tdl, "-o", out, "--format", "raw", "--accel", "tcg", "--memory", "1G", "--cpus", "1",
-		"--disk-size", "512M", "--cache-dir", b.cache, "--inactivity", "2m", "--files", b.filesDir)
+		"--disk-size", "3G", "--cache-dir", b.cache, "--inactivity", "2m", "--files", b.filesDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -419,14 +436,14 @@ func TestBuildTDLOnly(t *testing.T) {
 		"/opt/custom/share/one.txt": "custom package one",
 		"/etc/custom/two.conf":      "two = 2",
 	} {
-		if got := debugfs(t, out+".raw", "cat "+path); !strings.Contains(got, want) {
+		if got := inspect(t, out+".raw", "cat "+path); !strings.Contains(got, want) {
 			t.Errorf("%s: %q, want %q", path, got, want)
 		}
 	}
-	if ks := debugfs(t, out+".raw", "cat /root/anaconda-ks.cfg"); !strings.Contains(ks, "@KILN_FILES@/configs/app.conf") || strings.Contains(ks, "/files/configs") {
+	if ks := inspect(t, out+".raw", "cat /root/anaconda-ks.cfg"); !strings.Contains(ks, "@KILN_FILES@/configs/app.conf") || strings.Contains(ks, "/files/configs") {
 		t.Errorf("anaconda-ks.cfg does not have @KILN_FILES@ back:\n%s", ks)
 	}
-	if sh := debugfs(t, out+".raw", "cat /etc/shadow"); !strings.Contains(sh, "root:$6$") {
+	if sh := inspect(t, out+".raw", "cat /etc/shadow"); !strings.Contains(sh, "root:$6$") {
 		t.Errorf("the TDL's rootpw is not set:\n%s", sh)
 	}
 }
@@ -440,7 +457,7 @@ func TestBuildISOBoot(t *testing.T) {
 	ks := b.kickstart(t, nil)
 	out := filepath.Join(b.dir, "isoboot")
 	if _, err := b.run(t, "build", "--ks", ks, "--iso", fx.DVD, "-o", out, "--format", "raw", "--boot", "iso", "--firmware", "uefi",
-		"--accel", "tcg", "--memory", "1G", "--cpus", "1", "--disk-size", "512M", "--cache-dir", b.cache, "--inactivity", "2m"); err != nil {
+		"--accel", "tcg", "--memory", "1G", "--cpus", "1", "--disk-size", "3G", "--cache-dir", b.cache, "--inactivity", "2m"); err != nil {
 		t.Fatal(err)
 	}
 	checkScenario(t, out+".raw")
@@ -461,7 +478,7 @@ func TestBuildFails(t *testing.T) {
 	})
 	out := filepath.Join(b.dir, "broken")
 	_, err := b.run(t, "build", "--ks", ks, "--iso", fx.DVD, "-o", out, "--format", "qcow2,raw", "--iso-out", out+"-install.iso",
-		"--accel", "tcg", "--memory", "1G", "--cpus", "1", "--disk-size", "512M", "--cache-dir", b.cache, "--inactivity", "2m")
+		"--accel", "tcg", "--memory", "1G", "--cpus", "1", "--disk-size", "3G", "--cache-dir", b.cache, "--inactivity", "2m")
 	if err == nil {
 		t.Fatal("a build with a missing package succeeded")
 	}
@@ -504,7 +521,7 @@ func TestParallelBuilds(t *testing.T) {
 	ks := b.kickstart(t, nil)
 	buildOnce := func(out, cache string) *build.Manifest {
 		if _, err := b.run(t, "build", "--ks", ks, "--iso", fx.DVD, "-o", out, "--format", "qcow2", "--accel", "tcg", "--memory", "1G",
-			"--cpus", "1", "--disk-size", "512M", "--cache-dir", cache, "--inactivity", "3m"); err != nil {
+			"--cpus", "1", "--disk-size", "3G", "--cache-dir", cache, "--inactivity", "3m"); err != nil {
 			t.Error(err)
 			return nil
 		}
@@ -571,7 +588,7 @@ func TestBuildFromISOURL(t *testing.T) {
 	ks := b.kickstart(t, nil)
 	out := filepath.Join(b.dir, "from-iso")
 	if _, err := b.run(t, "build", "--tdl", tdl, "--ks", ks, "-o", out, "--format", "raw", "--accel", "tcg", "--memory", "1G", "--cpus", "1",
-		"--disk-size", "512M", "--cache-dir", b.cache, "--inactivity", "2m"); err != nil {
+		"--disk-size", "3G", "--cache-dir", b.cache, "--inactivity", "2m"); err != nil {
 		t.Fatal(err)
 	}
 	checkScenario(t, out+".raw")
@@ -587,5 +604,85 @@ func TestBuildFromISOURL(t *testing.T) {
 	}
 	if parts, _ := filepath.Glob(filepath.Join(b.cache, "isos", "*.part")); len(parts) != 0 {
 		t.Errorf("partial downloads left: %v", parts)
+	}
+}
+
+// TestBuildCancel: Ctrl-C during the install stops the build with
+// "cancelled" and exit 130, and leaves no work directory; a work directory
+// whose build died is removed by the next build, one whose build is alive
+// is not.
+func TestBuildCancel(t *testing.T) {
+	setup(t)
+	b := newBuildEnv(t)
+	tmpl, _ := os.ReadFile("testdata/my-rocky9.ks")
+	ks := filepath.Join(b.dir, "cancel.ks")
+	os.WriteFile(ks, []byte(strings.NewReplacer("MIRROR", fmt.Sprintf("http://127.0.0.1:%d", b.mirrorPort), "FILES", fmt.Sprintf("http://127.0.0.1:%d", b.filesPort)).Replace(string(tmpl))), 0o644)
+	outDir := filepath.Join(b.dir, "out")
+	os.MkdirAll(outDir, 0o755)
+	// A dead build's directory: a lock file nobody holds, and a disk.
+	dead := filepath.Join(outDir, ".kiln-build-dead")
+	os.MkdirAll(dead, 0o755)
+	os.WriteFile(filepath.Join(dead, "lock"), nil, 0o600)
+	os.WriteFile(filepath.Join(dead, "disk.raw"), []byte("partial"), 0o644)
+	// A live one: its lock is held, by this test.
+	live := filepath.Join(outDir, ".kiln-build-live")
+	os.MkdirAll(live, 0o755)
+	lf, err := os.OpenFile(filepath.Join(live, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lf.Close()
+	if err := unix.Flock(int(lf.Fd()), unix.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+
+	cmd := exec.Command(kiln(t), "--json", "build", "--ks", ks, "--iso", fx.DVD, "-o", filepath.Join(outDir, "c"), "--format", "raw",
+		"--accel", "tcg", "--memory", "1G", "--cpus", "1", "--disk-size", "3G", "--cache-dir", b.cache)
+	stdout, _ := cmd.StdoutPipe()
+	var stderr lockedBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stdout)
+	installing := false
+	for sc.Scan() {
+		var ev build.Event
+		// The installer's first package: the VM is well under way.
+		if json.Unmarshal(sc.Bytes(), &ev) == nil && ev.Event == "progress" && ev.Done > 0 {
+			installing = true
+			break
+		}
+	}
+	if !installing {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("the build never reached the install:\n%s", stderr.String())
+	}
+	if _, err := os.Stat(dead); !os.IsNotExist(err) {
+		t.Errorf("the dead build's work directory is still there: %v", err)
+	}
+	if _, err := os.Stat(live); err != nil {
+		t.Errorf("the live build's work directory was removed: %v", err)
+	}
+	cmd.Process.Signal(os.Interrupt)
+	go func() {
+		for sc.Scan() {
+		}
+	}()
+	err = cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 130 {
+		t.Errorf("kiln build after Ctrl-C: %v, want exit 130", err)
+	}
+	if !strings.Contains(stderr.String(), "kiln: cancelled") || strings.Contains(stderr.String(), "the install failed") {
+		t.Errorf("kiln's last words after Ctrl-C:\n%s", stderr.String())
+	}
+	left, _ := filepath.Glob(filepath.Join(outDir, ".kiln-build-*"))
+	if len(left) != 1 || left[0] != live {
+		t.Errorf("work directories after the cancel: %v, want only the live one", left)
+	}
+	if _, err := os.Stat(filepath.Join(outDir, "c.raw")); err == nil {
+		t.Errorf("a cancelled build wrote its image")
 	}
 }

@@ -72,7 +72,7 @@ func TestMediaInstall(t *testing.T) {
 			if err := os.WriteFile(disk, nil, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			if err := os.Truncate(disk, 256<<20); err != nil {
+			if err := os.Truncate(disk, 3<<30); err != nil {
 				t.Fatal(err)
 			}
 			opts := []qemu.Option{qemu.WithMemory(1024), qemu.WithCPUs(1), qemu.WithAccel("tcg"),
@@ -131,11 +131,11 @@ func TestInstallSources(t *testing.T) {
 		t.Fatalf("%v\n%s", err, tail(res))
 	}
 	checkScenario(t, disk)
-	if got := debugfs(t, disk, "cat /root/pre-ran"); !strings.Contains(got, "from-pre") {
+	if got := inspect(t, disk, "cat /root/pre-ran"); !strings.Contains(got, "from-pre") {
 		t.Errorf("/root/pre-ran: %q", got)
 	}
 	ana, _ := os.ReadFile(res.AnacondaLog)
-	for _, want := range []string{"Running kickstart %pre script(s)", "Installing httpd-1.0-1.noarch"} {
+	for _, want := range []string{"Running kickstart %pre script(s)", "Installing httpd.noarch"} {
 		if !strings.Contains(string(ana), want) {
 			t.Errorf("the installer log lacks %q:\n%s", want, ana)
 		}

@@ -31,7 +31,7 @@ func TestBuildPXE(t *testing.T) {
 			ks := b.kickstart(t, nil)
 			out := filepath.Join(b.dir, "pxe-"+fw)
 			common := []string{"--ks", ks, "--iso", fx.DVD, "-o", out, "--format", "raw", "--boot", "pxe", "--firmware", fw,
-				"--accel", "tcg", "--memory", "1G", "--cpus", "1", "--disk-size", "512M", "--cache-dir", b.cache,
+				"--accel", "tcg", "--memory", "1G", "--cpus", "1", "--disk-size", "3G", "--cache-dir", b.cache,
 				"--mirror", "files=" + b.files() + "/", "--inactivity", "2m"}
 			plan, err := b.run(t, append([]string{"build", "--dry-run"}, common...)...)
 			if err != nil {
@@ -76,7 +76,8 @@ func TestServeISOPXE(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer cmd.Wait()
+	// Stop kiln serve before waiting for it, whichever way the test ends.
+	defer func() { cancel(); cmd.Wait() }()
 	var ev struct {
 		Event   string `json:"event"`
 		Address string `json:"address"`
@@ -105,7 +106,7 @@ func TestServeISOPXE(t *testing.T) {
 	u.Host = "10.0.2.2:" + u.Port()
 	disk := filepath.Join(t.TempDir(), "disk.raw")
 	os.WriteFile(disk, nil, 0o644)
-	os.Truncate(disk, 512<<20)
+	os.Truncate(disk, 3<<30)
 	cfg, err := qemu.New(qemu.WithMemory(1024), qemu.WithCPUs(1), qemu.WithAccel("tcg"),
 		qemu.WithUserNet(qemu.UserNet{BootFile: u.String()}), qemu.WithBootOrder("net", "disk"),
 		qemu.WithDisk(qemu.Disk{Path: disk, Format: "raw", Unsafe: true}))

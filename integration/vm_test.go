@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -37,7 +36,7 @@ var (
 
 func setup(t testing.TB) {
 	t.Helper()
-	for _, tool := range append([]string{"qemu-system-x86_64", "debugfs"}, fixtures.Tools...) {
+	for _, tool := range append([]string{"qemu-system-x86_64", "debugfs", "sgdisk", "e2fsck", "xfs_repair", "fsck.vfat", "mdir"}, fixtures.Tools...) {
 		testutil.RequireTool(t, tool)
 	}
 	for _, f := range append([]string{"/bin/busybox"}, fixtures.MediaFiles...) {
@@ -108,7 +107,7 @@ func bootWith(t *testing.T, initrdPath, cmdline string, inactivity time.Duration
 	if err := os.WriteFile(disk, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Truncate(disk, 256<<20); err != nil {
+	if err := os.Truncate(disk, 3<<30); err != nil {
 		t.Fatal(err)
 	}
 	opts := append([]qemu.Option{qemu.WithMemory(1024), qemu.WithCPUs(1), qemu.WithAccel("tcg"),
@@ -123,13 +122,23 @@ func bootWith(t *testing.T, initrdPath, cmdline string, inactivity time.Duration
 	return disk, res, err
 }
 
-// debugfs runs one debugfs request against the root partition.
-func debugfs(t *testing.T, disk, request string) string {
-	out, err := exec.Command("debugfs", "-R", request, disk+"?offset=1048576").CombinedOutput()
-	if err != nil {
-		t.Fatalf("debugfs -R %q: %v\n%s", request, err, out)
+// inspect answers one request about the installed system on disk,
+// whatever its layout and file systems: "cat PATH", "stat PATH" (the
+// mode, as debugfs prints it) or "ls DIR".
+func inspect(t *testing.T, disk, request string) string {
+	t.Helper()
+	im := openImage(t, disk)
+	op, p, _ := strings.Cut(request, " ")
+	switch op {
+	case "cat":
+		return im.read(p)
+	case "stat":
+		return fmt.Sprintf("Mode:  %04o", im.mode(p))
+	case "ls":
+		return strings.Join(im.ls(p), "\n")
 	}
-	return string(out)
+	t.Fatalf("inspect: unknown request %q", request)
+	return ""
 }
 
 func TestInstallScenario(t *testing.T) {
@@ -152,39 +161,37 @@ func TestInstallScenario(t *testing.T) {
 // there.
 func checkScenario(t *testing.T, disk string) {
 	t.Helper()
-	if out, err := exec.Command("e2fsck", "-f", "-n", disk+"?offset=1048576").CombinedOutput(); err != nil {
-		t.Errorf("e2fsck: %v\n%s", err, out)
-	}
+	openImage(t, disk).fsck()
 	for path, want := range map[string]string{
 		"/etc/app.conf":             appConf,
 		"/usr/local/bin/setup.sh":   setupSh,
 		"/opt/custom/share/one.txt": "custom package one\n",
 		"/etc/custom/two.conf":      "two = 2\n",
 	} {
-		if got := debugfs(t, disk, "cat "+path); !strings.Contains(got, want) {
+		if got := inspect(t, disk, "cat "+path); !strings.Contains(got, want) {
 			t.Errorf("%s: %q, want %q", path, got, want)
 		}
 	}
-	if st := debugfs(t, disk, "stat /usr/local/bin/setup.sh"); !strings.Contains(st, "Mode:  0755") {
+	if st := inspect(t, disk, "stat /usr/local/bin/setup.sh"); !strings.Contains(st, "Mode:  0755") {
 		t.Errorf("setup.sh is not 0755:\n%s", st)
 	}
-	if pw := debugfs(t, disk, "cat /etc/passwd"); !strings.Contains(pw, "customuser:") {
+	if pw := inspect(t, disk, "cat /etc/passwd"); !strings.Contains(pw, "customuser:") {
 		t.Errorf("no customuser in /etc/passwd:\n%s", pw)
 	}
-	if sh := debugfs(t, disk, "cat /etc/shadow"); !regexp.MustCompile(`(?m)^root:\$6\$[^:]+\$[^:]{86}:`).MatchString(sh) {
+	if sh := inspect(t, disk, "cat /etc/shadow"); !regexp.MustCompile(`(?m)^root:\$6\$[^:]+\$[^:]{86}:`).MatchString(sh) {
 		t.Errorf("no SHA-512 hash for root in /etc/shadow:\n%s", sh)
 	}
-	wants := debugfs(t, disk, "ls /etc/systemd/system/multi-user.target.wants")
+	wants := inspect(t, disk, "ls /etc/systemd/system/multi-user.target.wants")
 	for _, unit := range []string{"httpd.service", "nginx.service"} {
 		if !strings.Contains(wants, unit) {
 			t.Errorf("%s is not enabled:\n%s", unit, wants)
 		}
 	}
-	if log := debugfs(t, disk, "cat /root/ks-post.log"); strings.Contains(log, "File does not exist") {
+	if log := inspect(t, disk, "cat /root/ks-post.log"); strings.Contains(log, "File does not exist") {
 		t.Errorf("no /root/ks-post.log:\n%s", log)
 	}
 	for _, p := range []string{"/root/anaconda-ks.cfg", "/root/original-ks.cfg"} {
-		if got := debugfs(t, disk, "cat "+p); !strings.Contains(got, "custom-package-1") {
+		if got := inspect(t, disk, "cat "+p); !strings.Contains(got, "custom-package-1") {
 			t.Errorf("%s:\n%s", p, got)
 		}
 	}
@@ -284,7 +291,7 @@ func TestKickstartInInitrd(t *testing.T) {
 	if !strings.Contains(string(ana), "Press ENTER to quit") {
 		t.Errorf("the installer log lacks the final prompt:\n%s", ana)
 	}
-	if got := debugfs(t, disk, "cat /etc/app.conf"); !strings.Contains(got, appConf) {
+	if got := inspect(t, disk, "cat /etc/app.conf"); !strings.Contains(got, appConf) {
 		t.Errorf("/etc/app.conf: %q", got)
 	}
 }
@@ -326,7 +333,7 @@ func TestKickstartOnMedia(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%v\n%s", err, tail(res))
 			}
-			if got := debugfs(t, disk, "cat /etc/app.conf"); !strings.Contains(got, appConf) {
+			if got := inspect(t, disk, "cat /etc/app.conf"); !strings.Contains(got, appConf) {
 				t.Errorf("/etc/app.conf: %q", got)
 			}
 		})

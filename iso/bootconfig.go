@@ -40,7 +40,13 @@ type ConfigEdit struct {
 	NewLabel string
 	Timeout  int  // menu timeout in seconds; negative keeps it
 	Unattend bool // make the plain install entry the default
+	// AllEntries edits every kernel line, as mkksiso does, for media
+	// with no installer entry to tell apart from rescue and memory-test
+	// ones.
+	AllEntries bool
 }
+
+func (e ConfigEdit) edits(args []string) bool { return e.AllEntries || isInstallEntry(args) }
 
 var (
 	isolinuxTimeout = regexp.MustCompile(`(?im)^(\s*timeout\s+)\d+`)
@@ -107,7 +113,7 @@ func EditIsolinux(cfg string, e ConfigEdit) string {
 			if cur >= 0 {
 				entries[cur].appendLine = i
 				args := e.editArgs(f[1:])
-				if isInstallEntry(f[1:]) {
+				if e.edits(f[1:]) {
 					lines[i] = indentOf(l) + f[0] + " " + strings.Join(args, " ") + eol(l)
 				}
 			}
@@ -161,7 +167,7 @@ func EditGrub(cfg string, e ConfigEdit) string {
 		case "menuentry":
 			entry++
 		case "linux", "linuxefi", "linux16":
-			if len(f) < 2 || !isInstallEntry(f[2:]) {
+			if len(f) < 2 || !e.edits(f[2:]) {
 				continue
 			}
 			lines[i] = indentOf(l) + f[0] + " " + f[1] + " " + strings.Join(e.editArgs(f[2:]), " ") + eol(l)

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"path"
 	"sort"
 	"strings"
 
@@ -55,10 +56,21 @@ type TreeInfo struct {
 }
 
 // bootConfigPaths are where installer media keep their boot loader
-// configurations (lorax's templates and mkksiso's list).
+// configurations: everywhere ISOLINUX looks, in its order (syslinux's
+// core/fs/iso9660/iso9660.c: the directories /boot/isolinux, /isolinux,
+// /boot/syslinux, /syslinux and /, each for isolinux.cfg then
+// syslinux.cfg), then GRUB's (lorax's templates and mkksiso's list).
 var bootConfigPaths = []string{
-	"isolinux/isolinux.cfg", "syslinux/syslinux.cfg", "EFI/BOOT/grub.cfg", "EFI/BOOT/BOOT.conf",
-	"boot/grub2/grub.cfg", "boot/grub/grub.cfg",
+	"boot/isolinux/isolinux.cfg", "boot/isolinux/syslinux.cfg", "isolinux/isolinux.cfg", "isolinux/syslinux.cfg",
+	"boot/syslinux/isolinux.cfg", "boot/syslinux/syslinux.cfg", "syslinux/isolinux.cfg", "syslinux/syslinux.cfg",
+	"isolinux.cfg", "syslinux.cfg",
+	"EFI/BOOT/grub.cfg", "EFI/BOOT/BOOT.conf", "boot/grub2/grub.cfg", "boot/grub/grub.cfg",
+}
+
+// isSyslinuxConfig tells a syslinux-family configuration from GRUB's.
+func isSyslinuxConfig(p string) bool {
+	b := path.Base(p)
+	return b == "isolinux.cfg" || b == "syslinux.cfg"
 }
 
 // Inspect reads everything Inspection reports.

@@ -45,6 +45,9 @@ type Report struct {
 	AddedFiles    []string `json:"added_files"`
 	Size          int64    `json:"size"`
 	MD5           bool     `json:"md5_implanted"`
+	// Warnings are what the caller should tell the user: the image may
+	// not be what they meant to remaster.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // ErrNoBootConfig means the image has no boot configuration kiln knows.
@@ -127,6 +130,26 @@ func Remaster(src, dst string, o Options) (rep *Report, err error) {
 		edit.Append = append(edit.Append, rep.KickstartArg)
 		edit.Remove = append(edit.Remove, "inst.ks")
 	}
+	// An image with no .treeinfo and no installer entry (Debian's
+	// grub-rescue ISO is one) is no Anaconda installer: every entry gets
+	// inst.ks=, as mkksiso would do, and the user is told.
+	installer := false
+	if _, err := r.Stat(".treeinfo"); err == nil {
+		installer = true
+	}
+	for _, f := range configs {
+		data, err := io.ReadAll(f.Open())
+		if err != nil {
+			return nil, fmt.Errorf("reading %s: %w", f.Path, err)
+		}
+		for _, args := range KernelCmdlines(string(data)) {
+			installer = installer || isInstallEntry(strings.Fields(args))
+		}
+	}
+	if !installer && o.Kickstart != nil {
+		edit.AllEntries = true
+		rep.Warnings = append(rep.Warnings, fmt.Sprintf("%s does not look like an Anaconda installer (no .treeinfo, and no boot entry names inst.stage2= or inst.repo=); kiln adds inst.ks= to every boot entry anyway", src))
+	}
 	// Boot configurations in the tree.
 	for _, f := range configs {
 		data, err := io.ReadAll(f.Open())
@@ -134,7 +157,7 @@ func Remaster(src, dst string, o Options) (rep *Report, err error) {
 			return nil, fmt.Errorf("reading %s: %w", f.Path, err)
 		}
 		var edited string
-		if strings.HasPrefix(f.Path, "isolinux/") || strings.HasPrefix(f.Path, "syslinux/") {
+		if isSyslinuxConfig(f.Path) {
 			edited = EditIsolinux(string(data), edit)
 		} else {
 			edited = EditGrub(string(data), edit)

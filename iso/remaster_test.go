@@ -274,3 +274,38 @@ func TestRemasterFullDisk(t *testing.T) {
 		t.Errorf("left behind on the full disk: %v", left)
 	}
 }
+
+// TestRemasterNonInstaller: an ISO whose only boot configuration is
+// isolinux.cfg at its root, as syslinux finds it, and which is no
+// Anaconda installer (no .treeinfo, no inst.stage2=), is edited and warned
+// about; the fixture, which is an installer, gets no warning.
+func TestRemasterNonInstaller(t *testing.T) {
+	testutil.RequireTool(t, "xorriso")
+	dir := t.TempDir()
+	tree := filepath.Join(dir, "tree")
+	os.MkdirAll(tree, 0o755)
+	os.WriteFile(filepath.Join(tree, "isolinux.cfg"), []byte("default rescue\nlabel rescue\n  kernel /vmlinuz\n  append initrd=/initrd.img quiet\n"), 0o644)
+	img := filepath.Join(dir, "rescue.iso")
+	run(t, "xorriso", "-as", "mkisofs", "-R", "-V", "RESCUE", "-o", img, tree)
+	out := filepath.Join(dir, "out.iso")
+	rep, err := Remaster(img, out, Options{Kickstart: []byte(testKS), NoMD5: true, Time: time.Unix(1700000000, 0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.EditedConfigs) != 1 || rep.EditedConfigs[0] != "isolinux.cfg" {
+		t.Errorf("edited %v, want the root isolinux.cfg", rep.EditedConfigs)
+	}
+	f, err := open(t, out).Stat("isolinux.cfg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := io.ReadAll(f.Open()); !strings.Contains(string(b), "inst.ks=hd:LABEL=RESCUE:/ks.cfg") {
+		t.Errorf("isolinux.cfg:\n%s", b)
+	}
+	if len(rep.Warnings) != 1 || !strings.Contains(rep.Warnings[0], "does not look like an Anaconda installer") {
+		t.Errorf("warnings %q", rep.Warnings)
+	}
+	if _, rep := remasterFixture(t, Options{Kickstart: []byte(testKS), NoMD5: true}); len(rep.Warnings) != 0 {
+		t.Errorf("the installer fixture got warnings: %q", rep.Warnings)
+	}
+}

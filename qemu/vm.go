@@ -1,7 +1,7 @@
 package qemu
 
 import (
-	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -35,6 +35,7 @@ const (
 	OutcomeIOError        Outcome = "io-error"        // a disk write failed on the host (often a full disk)
 	OutcomeCancelled      Outcome = "cancelled"       // the caller's context ended
 	OutcomeQEMUFailed     Outcome = "qemu-failed"     // QEMU exited without a guest shutdown
+	OutcomeReady          Outcome = "ready"           // a boot check saw what it waits for (RunOptions.Ready, Probe)
 )
 
 // RunOptions control a run.
@@ -71,6 +72,15 @@ type RunOptions struct {
 	StartTimeout time.Duration
 	// OnStart is called with QEMU's process id once it runs.
 	OnStart func(pid int)
+	// Ready, for a boot check, is called with each log line and with a
+	// line still being written: a login prompt ends in no newline. When
+	// it returns true the VM is stopped and the run ends in OutcomeReady,
+	// a success.
+	Ready func(source, text string) bool
+	// Probe, for a boot check, runs alongside the VM until its context
+	// ends; when it returns true the run ends in OutcomeReady, with its
+	// string as the detail.
+	Probe func(ctx context.Context) (string, bool)
 }
 
 type fatalLine struct {
@@ -158,6 +168,7 @@ type supervisor struct {
 
 	fatal chan fatalLine // the first fatal log line
 	lines chan struct{}  // a log line arrived; for draining after a fatal one
+	ready chan string    // what a boot check saw
 }
 
 // After a fatal line, the rest of the report is still on its way: a
@@ -321,6 +332,7 @@ func (s *supervisor) supervise(ctx context.Context, argv []string) (*Result, err
 
 	s.fatal = make(chan fatalLine, 1)
 	s.lines = make(chan struct{}, 1)
+	s.ready = make(chan string, 1)
 	var readers sync.WaitGroup
 	readers.Add(2)
 	go s.readLog(&readers, "serial", conns["serial"], serialLog)
@@ -448,9 +460,22 @@ func (s *supervisor) watch(ctx context.Context, events <-chan qmp.Event) (*Resul
 		poll = t.C
 	}
 	lastActivity, lastCount := time.Now(), uint64(0)
+	if s.opts.Probe != nil {
+		pctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		go func() {
+			if d, ok := s.opts.Probe(pctx); ok {
+				s.signalReady(d)
+			}
+		}()
+	}
 	var shutdownReason string
 	for {
 		select {
+		case d := <-s.ready:
+			s.stop(false)
+			s.res.Outcome, s.res.Detail, s.res.Stderr = OutcomeReady, d, ""
+			return s.res, nil
 		case ev, ok := <-events:
 			if !ok {
 				events = nil // QMP closed: QEMU is exiting
@@ -602,39 +627,75 @@ func (s *supervisor) activity(ctx context.Context) (uint64, error) {
 
 // readLog copies a log stream to its file line by line, hands each line
 // to OnLine and the failure monitor, and reports the first fatal line.
+// A line still being written is shown to Ready, which may be waiting for
+// a prompt.
 func (s *supervisor) readLog(wg *sync.WaitGroup, source string, r io.Reader, w io.Writer) {
 	defer wg.Done()
 	mon := &FailureMonitor{}
-	br := bufio.NewReaderSize(r, 64<<10)
+	buf := make([]byte, 32<<10)
+	var pending []byte
 	for {
-		line, err := br.ReadString('\n')
-		if line != "" {
-			io.WriteString(w, line)
-			select {
-			case s.lines <- struct{}{}:
-			default:
+		n, err := r.Read(buf)
+		pending = append(pending, buf[:n]...)
+		for {
+			i := bytes.IndexByte(pending, '\n')
+			if i < 0 && (len(pending) < maxLine || err != nil) {
+				break
 			}
-			text := strings.TrimRight(line, "\r\n")
-			if s.opts.OnLine != nil {
-				s.opts.OnLine(source, text)
+			if i < 0 {
+				i = len(pending) - 1
 			}
-			var o Outcome
-			switch {
-			case mon.Panic(text):
-				o = OutcomeCrash
-			case mon.Fatal(text):
-				o = OutcomeInstallerError
-			}
-			if o != "" {
-				select {
-				case s.fatal <- fatalLine{o, text}:
-				default:
-				}
-			}
+			s.line(source, string(pending[:i+1]), w, mon)
+			pending = pending[i+1:]
 		}
 		if err != nil {
+			if len(pending) > 0 {
+				s.line(source, string(pending), w, mon)
+			}
 			return
 		}
+		if len(pending) > 0 && s.opts.Ready != nil && s.opts.Ready(source, strings.TrimRight(string(pending), "\r")) {
+			s.signalReady(strings.TrimSpace(string(pending)))
+		}
+	}
+}
+
+// maxLine is where a line with no end is cut, so a guest cannot make kiln
+// hold an unbounded line.
+const maxLine = 64 << 10
+
+func (s *supervisor) line(source, line string, w io.Writer, mon *FailureMonitor) {
+	io.WriteString(w, line)
+	select {
+	case s.lines <- struct{}{}:
+	default:
+	}
+	text := strings.TrimRight(line, "\r\n")
+	if s.opts.OnLine != nil {
+		s.opts.OnLine(source, text)
+	}
+	if s.opts.Ready != nil && s.opts.Ready(source, text) {
+		s.signalReady(strings.TrimSpace(text))
+	}
+	var o Outcome
+	switch {
+	case mon.Panic(text):
+		o = OutcomeCrash
+	case mon.Fatal(text):
+		o = OutcomeInstallerError
+	}
+	if o != "" {
+		select {
+		case s.fatal <- fatalLine{o, text}:
+		default:
+		}
+	}
+}
+
+func (s *supervisor) signalReady(detail string) {
+	select {
+	case s.ready <- detail:
+	default:
 	}
 }
 

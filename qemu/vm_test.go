@@ -348,6 +348,45 @@ func TestVMInactivity(t *testing.T) {
 	t.Logf("inactivity detected after %v", time.Since(start))
 }
 
+// TestVMReady is a boot check's success: a prompt that ends in no
+// newline is seen while it is still the last line, and ends the run.
+func TestVMReady(t *testing.T) {
+	t.Parallel()
+	var partial bool
+	res, err := Run(context.Background(), vmConfig(t, "prompt"), RunOptions{Timeout: 3 * time.Minute,
+		Ready: func(source, text string) bool {
+			if source == "serial" && strings.HasSuffix(text, "login: ") {
+				partial = true
+			}
+			return source == "serial" && strings.HasSuffix(text, "login: ")
+		}})
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if res.Outcome != OutcomeReady || res.Detail != "kiln-test login:" || !partial {
+		t.Errorf("outcome %s %q (partial line seen: %v)", res.Outcome, res.Detail, partial)
+	}
+}
+
+// TestVMProbe: a probe that succeeds ends a run whose guest would never
+// end by itself; one that never succeeds leaves the timeout to end it.
+func TestVMProbe(t *testing.T) {
+	t.Parallel()
+	res, err := Run(context.Background(), vmConfig(t, "hang"), RunOptions{Timeout: 3 * time.Minute,
+		Probe: func(ctx context.Context) (string, bool) { return "SSH-2.0-test", true }})
+	if err != nil || res.Outcome != OutcomeReady || res.Detail != "SSH-2.0-test" {
+		t.Errorf("Run = %v, outcome %s %q", err, res.Outcome, res.Detail)
+	}
+	res, err = Run(context.Background(), vmConfig(t, "hang"), RunOptions{Timeout: 20 * time.Second,
+		Probe: func(ctx context.Context) (string, bool) { <-ctx.Done(); return "", false }})
+	if err == nil || res.Outcome != OutcomeTimeout {
+		t.Errorf("a probe that never succeeds: %v, outcome %s", err, res.Outcome)
+	}
+	if res != nil {
+		os.RemoveAll(res.RunDir)
+	}
+}
+
 func TestVMPanic(t *testing.T) {
 	t.Parallel()
 	res, err := Run(context.Background(), vmConfig(t, "panic"), RunOptions{Timeout: 3 * time.Minute})

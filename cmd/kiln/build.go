@@ -53,8 +53,9 @@ type buildFlags struct {
 	files, cacheDir, ca, version                                                          string
 	mirrors                                                                               []string
 	cpus                                                                                  int
-	compress, offline, keep, force, dryRun                                                bool
-	timeout, inactivity                                                                   time.Duration
+	vhdSub, vmdkSub                                                                       string
+	compress, offline, keep, force, dryRun, verify                                        bool
+	timeout, inactivity, verifyTimeout                                                    time.Duration
 }
 
 func runBuild(ctx context.Context, e *env, args []string) error {
@@ -67,6 +68,8 @@ func runBuild(ctx context.Context, e *env, args []string) error {
 	fs.StringVarP(&f.out, "output", "o", "", "output name: writes OUT.FORMAT, OUT.manifest.json, OUT.icicle.xml")
 	fs.StringVar(&f.formats, "format", "qcow2", "image formats, comma-separated: raw, qcow2, vmdk, vhd, vhdx")
 	fs.BoolVar(&f.compress, "compress", false, "compress the qcow2 image")
+	fs.StringVar(&f.vhdSub, "vhd-subformat", "fixed", "vhd: fixed (exact size, 1 MiB aligned, for Azure) or dynamic")
+	fs.StringVar(&f.vmdkSub, "vmdk-subformat", "streamOptimized", "vmdk: streamOptimized (vSphere, OVA) or monolithicSparse (Workstation)")
 	fs.StringVar(&f.diskSize, "disk-size", "", "disk size, e.g. 20G (default: the TDL's, else 20G)")
 	fs.StringVar(&f.memory, "memory", "2G", "VM memory, e.g. 2G or 2048 (MiB)")
 	fs.IntVar(&f.cpus, "cpus", 2, "VM CPUs")
@@ -81,6 +84,8 @@ func runBuild(ctx context.Context, e *env, args []string) error {
 	fs.BoolVar(&f.offline, "offline", false, "serve the mirrors from the cache alone")
 	fs.DurationVar(&f.timeout, "timeout", 2*time.Hour, "give up on the install after this long")
 	fs.DurationVar(&f.inactivity, "inactivity", 5*time.Minute, "give up when neither the disk nor the network moved for this long")
+	fs.BoolVar(&f.verify, "verify", false, "boot the finished image (on a throwaway overlay, no install media) and fail unless it reaches a login prompt or an SSH banner")
+	fs.DurationVar(&f.verifyTimeout, "verify-timeout", 10*time.Minute, "how long --verify waits for the image to boot")
 	fs.BoolVar(&f.keep, "keep", false, "keep the work directory (logs, disk) after success")
 	fs.BoolVar(&f.force, "force", false, "replace existing outputs")
 	fs.BoolVar(&f.dryRun, "dry-run", false, "check the inputs and print the plan, its notices and the QEMU command line; boot nothing")
@@ -108,7 +113,7 @@ func runBuild(ctx context.Context, e *env, args []string) error {
 func (f *buildFlags) options(ctx context.Context, e *env) (build.Options, error) {
 	o := build.Options{Output: f.out, ISO: f.iso, TreeURL: f.tree, Compress: f.compress, CPUs: f.cpus, Firmware: f.firmware,
 		Accel: f.accel, Boot: f.boot, ISOOut: f.isoOut, FilesDir: f.files, CacheDir: f.cacheDir, CA: f.ca, Offline: f.offline,
-		Timeout: f.timeout, Inactivity: f.inactivity, Keep: f.keep, Force: f.force, KilnVersion: version, Log: e.log,
+		Timeout: f.timeout, Inactivity: f.inactivity, Verify: f.verify, VerifyTimeout: f.verifyTimeout, VHDSubformat: f.vhdSub, VMDKSubformat: f.vmdkSub, Keep: f.keep, Force: f.force, KilnVersion: version, Log: e.log,
 		KickstartPath: f.ks, TDLPath: f.tdlPath, Mirrors: map[string]string{}}
 	if f.ks == "" && f.tdlPath == "" {
 		return o, usagef("build: give --ks, --tdl or both")
@@ -261,6 +266,9 @@ func dryRunBuild(e *env, o build.Options) error {
 	fmt.Fprintf(e.stdout, "source:   %s\nboot:     %s, %s firmware\noutputs:  %s\n", plan.Source, plan.Boot, plan.Firmware, strings.Join(plan.Outputs, ", "))
 	for _, n := range plan.Notices {
 		fmt.Fprintf(e.stdout, "notice:   %s\n", n)
+	}
+	for _, v := range plan.Verify {
+		fmt.Fprintf(e.stdout, "verify:   %s\n", v)
 	}
 	fmt.Fprintf(e.stdout, "mirrors:  %s\n", strings.Join(plan.Mirrors, ", "))
 	for _, s := range plan.Sources {

@@ -195,6 +195,9 @@ func runISORemaster(ctx context.Context, e *env, args []string) error {
 		}
 		return err
 	}
+	for _, w := range rep.Warnings {
+		e.log.Warn(w)
+	}
 	if e.json {
 		return writeJSON(e.stdout, map[string]any{"event": "result", "output": out, "report": rep, "seconds": time.Since(start).Seconds()})
 	}

@@ -25,7 +25,14 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	cancelled := ctx.Err() != nil
 	stop()
+	if err != nil && cancelled {
+		// Ctrl-C or SIGTERM: what was stopped says so itself, and the
+		// exit code is the shell's for SIGINT.
+		fmt.Fprintln(os.Stderr, "kiln: cancelled")
+		os.Exit(exitCancelled)
+	}
 	if err != nil {
 		if !isReported(err) {
 			fmt.Fprintf(os.Stderr, "kiln: %v\n", err)

@@ -21,6 +21,9 @@ const (
 	exitFailure = 1
 	exitUsage   = 2
 	exitInvalid = 3
+	// exitCancelled is 128+SIGINT, as a shell reports a command Ctrl-C
+	// stopped.
+	exitCancelled = 130
 )
 
 // usageError is a mistake in the command line itself.
@@ -95,6 +98,7 @@ func commands() []command {
 		{"iso", "remaster an installer ISO with a kickstart; iso inspect", runISO},
 		{"serve", "serve a kickstart, mirror proxy and files for PXE and physical installs", runServe},
 		{"cache", "report or clean the mirror cache (cache clean)", runCache},
+		{"verify", "boot a disk image and check that it reaches a login prompt or an SSH banner", runVerify},
 		{"vm", "boot a VM under kiln's supervisor (media checks, --dry-run)", runVM},
 		{"version", "print kiln's version, its Go version and commit", runVersion},
 	}
@@ -123,6 +127,7 @@ Exit codes:
   1  failure
   2  usage error
   3  invalid input (kickstart, TDL or ISO)
+  130  cancelled (Ctrl-C or SIGTERM)
 `
 
 func usageText() string {

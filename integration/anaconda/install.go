@@ -25,12 +25,23 @@ import (
 type Installer struct {
 	KS       *kickstart.File
 	Original []byte // the kickstart as it arrived, for /root/original-ks.cfg
-	Root     string // the target's root
-	Client   *http.Client
-	Log      io.Writer // receives lines in Anaconda's log format
-	Proxy    string    // inst.proxy=, used when a repo names none
-	InstRepo string    // inst.repo=, as a URL the client reads (http:, file:)
-	Media    string    // where the boot media is mounted, or ""
+	Root     string // the target's root: Anaconda's physical_root, /mnt/sysimage
+	// SystemRoot is Anaconda's system_root (/mnt/sysroot): the same tree
+	// bind-mounted, where %post is chrooted and which ANA_INSTALL_PATH
+	// names. Empty means Root.
+	SystemRoot string
+	Client     *http.Client
+	Log        io.Writer // receives lines in Anaconda's log format
+	Proxy      string    // inst.proxy=, used when a repo names none
+	InstRepo   string    // inst.repo=, as a URL the client reads (http:, file:)
+	Media      string    // where the boot media is mounted, or ""
+}
+
+func (in *Installer) systemRoot() string {
+	if in.SystemRoot != "" {
+		return in.SystemRoot
+	}
+	return in.Root
 }
 
 // Fatal is an installation error; its message is the line Anaconda would
@@ -195,7 +206,11 @@ func (in *Installer) Packages(ctx context.Context) error {
 	if sel.Environment != "" {
 		groups = append(groups, sel.Environment)
 	}
-	pkgs, err := Resolve(repos, sel.Packages, dedupe(groups), sel.Excluded, sel.IgnoreMissing)
+	names := append([]string(nil), sel.Packages...)
+	if k := kernelPackage(repos, sel.Excluded); k != "" {
+		names = append(names, k)
+	}
+	pkgs, err := Resolve(repos, names, dedupe(groups), sel.Excluded, sel.IgnoreMissing)
 	var me *MissingError
 	if errors.As(err, &me) {
 		for _, n := range me.Names {
@@ -207,7 +222,9 @@ func (in *Installer) Packages(ctx context.Context) error {
 		return &Fatal{"The following error occurred while installing.  This is a fatal error and installation will be aborted. " + err.Error()}
 	}
 	for i, p := range pkgs {
-		in.logf("INFO", "Installing %s-%s.%s (%d/%d)", p.Name, p.Version, p.Arch, i+1, len(pkgs))
+		// Anaconda's own line (pyanaconda/payload/dnf/payload.py and
+		// transaction_progress.py on rhel-9), which kiln's progress reads.
+		in.logf("INFO", "Installing %s.%s (%d/%d)", p.Name, p.Arch, i+1, len(pkgs))
 		client := in.Client
 		if p.Repo.client != nil {
 			client = p.Repo.client
@@ -221,6 +238,23 @@ func (in *Installer) Packages(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// kernelPackage is the kernel Anaconda adds to every selection (the dnf
+// payload's get_kernel_package): "kernel" when a repository has it and
+// %packages does not exclude it.
+func kernelPackage(repos []*Repo, excluded []string) string {
+	for _, x := range excluded {
+		if x == "kernel" {
+			return ""
+		}
+	}
+	for _, r := range repos {
+		if _, ok := r.Packages["kernel"]; ok {
+			return "kernel"
+		}
+	}
+	return ""
 }
 
 // PackageDB is where the test installer records what it installed, one
@@ -316,6 +350,7 @@ func (in *Installer) Configure() error {
 		in.appendLine("/etc/shadow", fmt.Sprintf("%s:%s:19000:0:99999:7:::", u.Name, hash), 0o600)
 		os.MkdirAll(filepath.Join(in.Root, home), 0o700)
 	}
+	in.presets()
 	for _, c := range in.KS.Commands("timezone", "lang", "keyboard", "network", "services", "selinux", "firewall") {
 		switch c.Name {
 		case "timezone":
@@ -344,6 +379,11 @@ func (in *Installer) Configure() error {
 					os.Symlink("/usr/lib/systemd/system/"+unit, filepath.Join(in.Root, "etc/systemd/system/multi-user.target.wants", unit))
 				}
 			}
+			if v, ok := c.Value("--disabled"); ok {
+				for _, s := range strings.Split(v, ",") {
+					os.Remove(filepath.Join(in.Root, "etc/systemd/system/multi-user.target.wants", strings.TrimSpace(s)+".service"))
+				}
+			}
 		case "selinux":
 			mode := "enforcing"
 			switch {
@@ -362,6 +402,29 @@ func (in *Installer) Configure() error {
 		}
 	}
 	return nil
+}
+
+// presets enables the installed units that the system's preset files
+// name, as each package's scriptlet (systemctl preset) does in a real
+// install: that is how sshd is enabled on Rocky's @core.
+func (in *Installer) presets() {
+	files, _ := filepath.Glob(filepath.Join(in.Root, "usr/lib/systemd/system-preset/*.preset"))
+	for _, f := range files {
+		b, _ := os.ReadFile(f)
+		for _, line := range strings.Split(string(b), "\n") {
+			unit, ok := strings.CutPrefix(strings.TrimSpace(line), "enable ")
+			if !ok {
+				continue
+			}
+			unit = strings.TrimSpace(unit)
+			if _, err := os.Stat(filepath.Join(in.Root, "usr/lib/systemd/system", unit)); err != nil {
+				continue
+			}
+			wants := filepath.Join(in.Root, "etc/systemd/system/multi-user.target.wants")
+			os.MkdirAll(wants, 0o755)
+			os.Symlink("/usr/lib/systemd/system/"+unit, filepath.Join(wants, unit))
+		}
+	}
 }
 
 // prepend puts line first in a file, as the base system's own entry.
@@ -419,10 +482,10 @@ func (in *Installer) scripts(ctx context.Context, kind kickstart.SectionKind, wh
 		}
 		cmd := exec.CommandContext(ctx, interp, script)
 		if chroot {
-			cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: in.Root}
+			cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: in.systemRoot()}
 			cmd.Dir = "/"
 		}
-		cmd.Env = []string{"PATH=/usr/bin:/bin:/usr/sbin:/sbin", "HOME=/root", "ANA_INSTALL_PATH=" + in.Root}
+		cmd.Env = []string{"PATH=/usr/bin:/bin:/usr/sbin:/sbin", "HOME=/root", "ANA_INSTALL_PATH=" + in.systemRoot()}
 		var out io.Writer = in.Log
 		if s.Log != "" {
 			lp := s.Log

@@ -19,7 +19,7 @@ func TestResolveAndInstall(t *testing.T) {
 	testutil.RequireTool(t, "createrepo_c")
 	bb, _ := os.ReadFile(testutil.RequireFile(t, "/bin/busybox"))
 	root := t.TempDir()
-	if err := fixtures.Mirror(root, bb); err != nil {
+	if err := fixtures.Mirror(root, bb, nil); err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(http.FileServer(http.Dir(root)))
@@ -41,7 +41,7 @@ func TestResolveAndInstall(t *testing.T) {
 	for _, p := range pkgs {
 		names = append(names, p.Name)
 	}
-	want := "bash,curl,custom-package-1,custom-package-2,filesystem,httpd,nginx,rpm,shadow-utils,systemd,vim-minimal"
+	want := "bash,curl,custom-package-1,custom-package-2,filesystem,httpd,nginx,openssh-server,rpm,shadow-utils,systemd,vim-minimal"
 	if got := strings.Join(names, ","); got != want {
 		t.Errorf("resolved %s, want %s", got, want)
 	}

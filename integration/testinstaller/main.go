@@ -1,8 +1,11 @@
 // Command testinstaller is the /init of the test installer's initramfs:
 // the VM half of kiln's stand-in for Anaconda. It reads Anaconda's boot
-// options, fetches the kickstart, partitions the virtio disk, makes and
-// mounts an ext4 root, and hands the rest to package anaconda: packages,
-// configuration, Anaconda's copies of the kickstart and %post. It logs to
+// options, fetches the kickstart, lays out the virtio disk as the
+// kickstart's storage commands ask (GPT, xfs, ext4, vfat and swap, made
+// by Debian's tools), mounts it at /mnt/sysimage with /mnt/sysroot the
+// same tree, and hands the rest to package anaconda: packages,
+// configuration, Anaconda's copies of the kickstart and %post. It
+// installs GRUB from Debian's packages as the bootloader line asks. It logs to
 // the console and to the virtio-serial port Anaconda uses, in Anaconda's
 // line format, and ends as the kickstart says, or as Anaconda does on an
 // error: an error line, then it stops and waits.
@@ -33,7 +36,8 @@ const (
 	// mediaWait is how long to wait for install media to appear; dracut
 	// waits minutes, which only slows a failing test down.
 	mediaWait = 15 * time.Second
-	sysroot   = "/mnt/sysroot"
+	sysimage  = "/mnt/sysimage" // Anaconda's physical_root
+	sysroot   = "/mnt/sysroot"  // Anaconda's system_root: the same tree here
 	disk      = "/dev/vda"
 )
 
@@ -72,7 +76,7 @@ func main() {
 	cmdline, _ := os.ReadFile("/proc/cmdline")
 	opts := anaconda.ParseBootOptions(string(cmdline))
 	logf("INFO", "anaconda 34.25.4.9-1 (kiln test installer) for Rocky Linux 9 started.")
-	err := install(context.Background(), opts)
+	err := install(context.Background(), opts, string(cmdline))
 	if err != nil {
 		// Anaconda shows the error and waits for the user; to kiln that is
 		// the fatal line its monitor knows, then silence.
@@ -95,7 +99,7 @@ func main() {
 // The end the kickstart asked for; "" is none.
 var ending string
 
-func install(ctx context.Context, opts anaconda.BootOptions) (err error) {
+func install(ctx context.Context, opts anaconda.BootOptions, cmdline string) (err error) {
 	media := ""
 	stage2 := opts.Stage2
 	if stage2 == "" && (strings.HasPrefix(opts.Repo, "http://") || strings.HasPrefix(opts.Repo, "https://")) {
@@ -211,12 +215,18 @@ func install(ctx context.Context, opts anaconda.BootOptions) (err error) {
 			return err
 		}
 	}
-	in := &anaconda.Installer{KS: ks, Original: text, Root: sysroot, Client: client, Log: log, Proxy: opts.Proxy, InstRepo: instRepo, Media: media}
+	var layout *anaconda.Layout
+	in := &anaconda.Installer{KS: ks, Original: text, Root: sysimage, SystemRoot: sysroot, Client: client, Log: log, Proxy: opts.Proxy, InstRepo: instRepo, Media: media}
 	for _, step := range []func() error{
 		func() error { return in.PreScripts(ctx) },
-		func() error { return partition(ks) },
+		func() (err error) { layout, err = partition(ks); return err },
 		func() error { return in.Packages(ctx) },
+		// As Anaconda's installation queue runs them (installation.py):
+		// the boot loader right after the payload, then the system's
+		// configuration, the kickstart copies and %post.
+		func() error { return installBootloader(ks, layout, cmdline) },
 		in.Configure,
+		func() error { return anaconda.WriteFstab(sysimage, layout) },
 		in.SaveKickstarts,
 		func() error { return in.PostScripts(ctx) },
 	} {
@@ -226,8 +236,13 @@ func install(ctx context.Context, opts anaconda.BootOptions) (err error) {
 	}
 	logf("INFO", "Installation complete")
 	syscall.Sync()
-	if err := syscall.Unmount(sysroot, 0); err != nil {
+	if err := syscall.Unmount(sysroot, syscall.MNT_DETACH); err != nil {
 		logf("WARNING", "unmounting %s: %v", sysroot, err)
+	}
+	for i := len(mounted) - 1; i >= 0; i-- {
+		if err := syscall.Unmount(mounted[i], 0); err != nil {
+			logf("WARNING", "unmounting %s: %v", mounted[i], err)
+		}
 	}
 	syscall.Sync()
 	return nil
@@ -251,50 +266,189 @@ func finish() {
 	hang()
 }
 
-// partition carries out clearpart/autopart/part as one GPT partition
-// holding an ext4 root, mounted at sysroot.
-func partition(ks *kickstart.File) error {
-	if len(ks.Commands("autopart", "part", "partition")) == 0 {
-		return &anaconda.Fatal{Msg: "storage configuration failed: the kickstart has no autopart or part lines"}
-	}
+// partition lays the disk out as the kickstart's storage commands ask
+// (anaconda.PlanStorage), makes each file system with the tool Anaconda's
+// blivet runs, and mounts the tree at /mnt/sysimage, with /mnt/sysroot
+// the same tree, as in a non-ostree Anaconda install.
+func partition(ks *kickstart.File) (*anaconda.Layout, error) {
 	dev := initutil.WaitFor(initutil.Exists(disk), 20*time.Second)
 	if dev == "" {
-		return &anaconda.Fatal{Msg: "storage configuration failed: no disks found (" + disk + ")"}
+		return nil, &anaconda.Fatal{Msg: "storage configuration failed: no disks found (" + disk + ")"}
 	}
 	f, err := os.OpenFile(dev, os.O_RDWR, 0)
 	if err != nil {
-		return fmt.Errorf("opening %s: %w", dev, err)
+		return nil, fmt.Errorf("opening %s: %w", dev, err)
 	}
+	defer f.Close()
 	size, err := f.Seek(0, io.SeekEnd)
 	if err != nil {
-		f.Close()
-		return err
+		return nil, err
 	}
-	_, last := anaconda.UsableLBAs(size)
-	logf("INFO", "storage: creating a GPT on %s (%d MiB)", dev, size>>20)
-	if err := anaconda.WriteGPT(f, size, []anaconda.Partition{{Name: "root", Type: anaconda.LinuxFilesystem, FirstLBA: 2048, LastLBA: last}}); err != nil {
-		f.Close()
-		return &anaconda.Fatal{Msg: "storage configuration failed: " + err.Error()}
+	_, uefi := os.Stat("/sys/firmware/efi")
+	m := anaconda.Machine{Disk: filepath.Base(disk), Size: size, UEFI: uefi == nil, RAMMiB: memMiB()}
+	l, err := anaconda.PlanStorage(ks, m)
+	if err != nil {
+		return nil, err
+	}
+	firmware := "BIOS"
+	if m.UEFI {
+		firmware = "UEFI"
+	}
+	logf("INFO", "storage: creating a GPT on %s (%d MiB, %s) with %d partitions", dev, size>>20, firmware, len(l.Volumes))
+	if err := anaconda.WriteGPT(f, size, l.Partitions()); err != nil {
+		return nil, &anaconda.Fatal{Msg: "storage configuration failed: " + err.Error()}
 	}
 	f.Sync()
 	if err := unix.IoctlSetInt(int(f.Fd()), unix.BLKRRPART, 0); err != nil {
-		f.Close()
-		return fmt.Errorf("rereading the partition table of %s: %w", dev, err)
+		return nil, fmt.Errorf("rereading the partition table of %s: %w", dev, err)
 	}
-	f.Close()
-	part := dev + "1"
-	if initutil.WaitFor(initutil.Exists(part), 10*time.Second) == "" {
-		return &anaconda.Fatal{Msg: "storage configuration failed: " + part + " never appeared"}
+	for i, v := range l.Volumes {
+		part := fmt.Sprintf("%s%d", dev, i+1)
+		if initutil.WaitFor(initutil.Exists(part), 10*time.Second) == "" {
+			return nil, &anaconda.Fatal{Msg: "storage configuration failed: " + part + " never appeared"}
+		}
+		if err := mkfs(v, part); err != nil {
+			return nil, err
+		}
 	}
-	logf("INFO", "storage: making an ext4 file system on %s", part)
-	if out, err := exec.Command("/usr/sbin/mke2fs", "-q", "-F", "-t", "ext4", "-L", "root", part).CombinedOutput(); err != nil {
-		return &anaconda.Fatal{Msg: fmt.Sprintf("storage configuration failed: mke2fs %s: %v: %s", part, err, bytes.TrimSpace(out))}
+	for _, v := range l.Mounts() {
+		target := filepath.Join(sysimage, v.Mount)
+		os.MkdirAll(target, 0o755)
+		if err := syscall.Mount(partOf(l, v), target, mountType(v.FSType), 0, ""); err != nil {
+			return nil, &anaconda.Fatal{Msg: fmt.Sprintf("storage configuration failed: mounting %s at %s: %v", partOf(l, v), target, err)}
+		}
+		mounted = append(mounted, target)
 	}
 	os.MkdirAll(sysroot, 0o755)
-	if err := syscall.Mount(part, sysroot, "ext4", 0, ""); err != nil {
-		return &anaconda.Fatal{Msg: fmt.Sprintf("storage configuration failed: mounting %s: %v", part, err)}
+	if err := syscall.Mount(sysimage, sysroot, "", syscall.MS_BIND|syscall.MS_REC, ""); err != nil {
+		return nil, &anaconda.Fatal{Msg: fmt.Sprintf("storage configuration failed: binding %s at %s: %v", sysimage, sysroot, err)}
+	}
+	return l, nil
+}
+
+// mounted are the target's mounts, in the order they were made.
+var mounted []string
+
+// partOf is the device node of a volume.
+func partOf(l *anaconda.Layout, v *anaconda.Volume) string {
+	for i, w := range l.Volumes {
+		if w == v {
+			return fmt.Sprintf("%s%d", disk, i+1)
+		}
+	}
+	return ""
+}
+
+func mountType(fstype string) string {
+	if fstype == "vfat" {
+		return "vfat"
+	}
+	return fstype
+}
+
+// mkfs makes a volume's file system, with the UUID the plan chose.
+func mkfs(v *anaconda.Volume, part string) error {
+	var argv []string
+	switch v.FSType {
+	case "biosboot":
+		return nil
+	case "xfs":
+		argv = []string{"/usr/sbin/mkfs.xfs", "-q", "-f", "-m", "uuid=" + v.UUID}
+	case "ext2", "ext3", "ext4":
+		argv = []string{"/usr/sbin/mke2fs", "-q", "-F", "-t", v.FSType, "-U", v.UUID}
+	case "vfat":
+		argv = []string{"/usr/sbin/mkfs.vfat", "-i", strings.ReplaceAll(v.UUID, "-", "")}
+	case "swap":
+		argv = []string{"/usr/sbin/mkswap", "-U", v.UUID}
+	}
+	if v.Label != "" {
+		argv = append(argv, map[bool]string{true: "-n", false: "-L"}[v.FSType == "vfat"], v.Label)
+	}
+	argv = append(argv, part)
+	logf("INFO", "storage: making %s on %s for %s (%d MiB)", v.FSType, part, orSwap(v.Mount), (v.LastLBA+1-v.FirstLBA)/2048)
+	if out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput(); err != nil {
+		return &anaconda.Fatal{Msg: fmt.Sprintf("storage configuration failed: %s %s: %v: %s", filepath.Base(argv[0]), part, err, bytes.TrimSpace(out))}
 	}
 	return nil
+}
+
+func orSwap(mount string) string {
+	if mount == "" {
+		return "(no mount point)"
+	}
+	return mount
+}
+
+// memMiB is the machine's memory, for blivet's swap suggestion.
+func memMiB() uint64 {
+	b, _ := os.ReadFile("/proc/meminfo")
+	var kib uint64
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+			fmt.Sscan(rest, &kib)
+		}
+	}
+	return kib / 1024
+}
+
+// installBootloader carries out the bootloader line after the packages,
+// as Anaconda does: GRUB 2 from Debian's grub-pc-bin to the disk under
+// BIOS, or Debian's grub-efi-amd64-bin to the ESP's removable-media path
+// (EFI/BOOT/BOOTX64.EFI) under UEFI, and a grub.cfg for the kernels in
+// /boot.
+func installBootloader(ks *kickstart.File, l *anaconda.Layout, cmdline string) error {
+	b := anaconda.BootloaderOf(ks)
+	if b.Location == "none" {
+		logf("INFO", "bootloader: --location=none, so no boot loader is installed")
+		return nil
+	}
+	kernels := anaconda.Kernels(sysimage)
+	if len(kernels) == 0 {
+		logf("WARNING", "bootloader: no kernel packages were installed on the system; the boot loader configuration will not be changed")
+		return nil
+	}
+	boot := filepath.Join(sysimage, "boot")
+	var argv []string
+	if l.Find("/boot/efi") != nil && isUEFI() {
+		argv = []string{"/usr/sbin/grub-install", "--target=x86_64-efi", "--efi-directory=" + filepath.Join(sysimage, "boot/efi"),
+			"--boot-directory=" + boot, "--removable", "--no-nvram"}
+	} else {
+		target := disk
+		if b.Location == "partition" || b.Location == "boot" {
+			v := l.Find("/boot")
+			if v == nil {
+				v = l.Find("/")
+			}
+			target = partOf(l, v)
+			argv = append(argv, "--force")
+		}
+		argv = append([]string{"/usr/sbin/grub-install", "--target=i386-pc", "--boot-directory=" + boot}, append(argv, target)...)
+	}
+	mods := grubModules
+	if !strings.Contains(argv[1], "efi") {
+		mods += " biosdisk"
+	}
+	argv = append(argv[:1], append([]string{"--locales=", "--fonts=", "--themes=", "--install-modules=" + mods}, argv[1:]...)...)
+	logf("INFO", "bootloader: installing GRUB (%s)", strings.Join(argv, " "))
+	if out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput(); err != nil {
+		return &anaconda.Fatal{Msg: fmt.Sprintf("bootloader: failed to install the boot loader: %v: %s", err, bytes.TrimSpace(out))}
+	}
+	args := anaconda.KernelArgs(l, anaconda.ConsoleArgs(cmdline), b)
+	cfg := anaconda.GRUBConfig(l, kernels, args, b)
+	if err := os.WriteFile(filepath.Join(boot, "grub/grub.cfg"), []byte(cfg), 0o644); err != nil {
+		return &anaconda.Fatal{Msg: fmt.Sprintf("bootloader: failed to write the boot loader configuration: %v", err)}
+	}
+	logf("INFO", "bootloader: kernel %s, arguments %s", kernels[len(kernels)-1], args)
+	return nil
+}
+
+// grubModules are the GRUB modules installed to the disk: what the
+// config and the layouts need. grub-install adds their dependencies.
+const grubModules = "normal linux search search_fs_uuid configfile echo test serial terminal part_gpt part_msdos xfs ext2 fat gzio"
+
+func isUEFI() bool {
+	_, err := os.Stat("/sys/firmware/efi")
+	return err == nil
 }
 
 // emergency is dracut giving up on the install media: its warnings, then

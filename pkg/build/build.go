@@ -44,6 +44,10 @@ type Options struct {
 	// Output is OUT: images are written as OUT.FORMAT, and the manifest
 	// as OUT.manifest.json.
 	Output string
+	// VHDSubformat is fixed (the default, for Azure) or dynamic;
+	// VMDKSubformat is streamOptimized (the default, for vSphere and OVA)
+	// or monolithicSparse (Workstation).
+	VHDSubformat, VMDKSubformat string
 	// Formats are the image formats: raw, qcow2, vmdk, vhd, vhdx.
 	Formats []string
 	// Images names an image's path for a format, instead of OUT.FORMAT;
@@ -58,6 +62,11 @@ type Options struct {
 	MemoryMiB, CPUs int
 	// Firmware is "bios" or "uefi".
 	Firmware string
+	// Verify boots the finished image before it is published and fails
+	// the build unless it reaches a login prompt or an SSH banner within
+	// VerifyTimeout (default 10 minutes).
+	Verify        bool
+	VerifyTimeout time.Duration
 	// Accel is "auto", "kvm" or "tcg".
 	Accel string
 	// Boot is "direct" (the ISO's kernel and initrd with -kernel),
@@ -206,26 +215,76 @@ func Run(ctx context.Context, o Options) (*Manifest, error) {
 	if dir == "" {
 		dir = filepath.Dir(o.Output)
 	}
-	work, err := os.MkdirTemp(dir, ".kiln-build-")
+	b.removeStale(dir)
+	work, err := os.MkdirTemp(dir, workPrefix)
 	if err != nil {
 		return nil, fmt.Errorf("making the work directory in %s: %w", dir, err)
 	}
 	b.work = work
+	// The lock, held for the build's life, tells a later build that this
+	// work directory is in use; a build killed outright drops it.
+	lock, err := os.OpenFile(filepath.Join(work, workLock), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		os.RemoveAll(work)
+		return nil, fmt.Errorf("locking the work directory %s: %w", work, err)
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		os.RemoveAll(work)
+		return nil, fmt.Errorf("locking the work directory %s: %w", work, err)
+	}
 	m, err := b.run(ctx)
+	if err != nil && ctx.Err() != nil {
+		// Ctrl-C is the user's choice, not a failure whose logs must be
+		// kept.
+		err = ErrCancelled
+	}
 	switch {
-	case err == nil && !o.Keep:
+	case (err == nil || errors.Is(err, ErrCancelled)) && !o.Keep:
 		os.RemoveAll(work)
 	case err != nil:
 		// The logs, screendump and served kickstart stay for the user;
 		// the disk and the boot files, which can be large, go.
-		for _, f := range []string{"disk.raw", "boot.iso", "initrd.img", "initrd.orig", "vmlinuz"} {
+		for _, f := range []string{"disk.raw", "boot.iso", "initrd.img", "initrd.orig", "vmlinuz", "iso-usb.raw", "iso-cdrom.raw"} {
 			os.Remove(filepath.Join(work, f))
 		}
-		if entries, _ := os.ReadDir(work); len(entries) == 0 {
-			os.Remove(work)
-		}
+	}
+	// A directory kept for the user (--keep, or a failure's logs) is not
+	// a dead build's: without its lock file, later builds leave it be.
+	os.Remove(filepath.Join(work, workLock))
+	if entries, _ := os.ReadDir(work); len(entries) == 0 {
+		os.Remove(work)
 	}
 	return m, err
+}
+
+// ErrCancelled is a build stopped by its context: Ctrl-C or SIGTERM.
+var ErrCancelled = errors.New("cancelled")
+
+// A build's work directory is OUTDIR/.kiln-build-*, with a lock file
+// flocked for the build's life.
+const (
+	workPrefix = ".kiln-build-"
+	workLock   = "lock"
+)
+
+// removeStale removes the work directories in dir of builds that are no
+// longer alive: those whose lock nobody holds. A directory without a lock
+// file is left alone, since its build may be just starting.
+func (b *builder) removeStale(dir string) {
+	matches, _ := filepath.Glob(filepath.Join(dir, workPrefix+"*"))
+	for _, w := range matches {
+		f, err := os.OpenFile(filepath.Join(w, workLock), os.O_RDWR, 0)
+		if err != nil {
+			continue
+		}
+		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
+			if err := os.RemoveAll(w); err == nil {
+				b.log.Info("removed the work directory of a build that is no longer running", "dir", w)
+			}
+		}
+		f.Close()
+	}
 }
 
 // validate checks everything that can be checked before a download or a
@@ -262,6 +321,19 @@ func (b *builder) validate() error {
 	if o.Boot != "direct" && o.Boot != "iso" && o.Boot != "pxe" {
 		return inputErrorf("--boot %s: want direct, iso or pxe", o.Boot)
 	}
+	switch o.VHDSubformat {
+	case "", "fixed", "dynamic":
+	default:
+		return inputErrorf("--vhd-subformat %s: want fixed or dynamic", o.VHDSubformat)
+	}
+	switch o.VMDKSubformat {
+	case "", "streamOptimized", "monolithicSparse":
+	default:
+		return inputErrorf("--vmdk-subformat %s: want streamOptimized or monolithicSparse", o.VMDKSubformat)
+	}
+	if o.VerifyTimeout == 0 {
+		o.VerifyTimeout = 10 * time.Minute
+	}
 	if o.DiskSize == 0 {
 		o.DiskSize = 20 << 30
 		if o.TDL != nil {
@@ -271,6 +343,9 @@ func (b *builder) validate() error {
 	if o.DiskSize < 64<<20 {
 		return inputErrorf("--disk-size %d: an installed system needs at least 64 MiB", o.DiskSize)
 	}
+	// Whole MiB: what partitioning aligns to, and what Azure's fixed VHD
+	// requires of the virtual size.
+	o.DiskSize = (o.DiskSize + 1<<20 - 1) &^ (1<<20 - 1)
 	if o.MemoryMiB == 0 {
 		o.MemoryMiB = 2048
 	}

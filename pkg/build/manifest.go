@@ -17,6 +17,7 @@ import (
 
 	"github.com/kiln-build/kiln/iso"
 	"github.com/kiln-build/kiln/ksserve"
+	"github.com/kiln-build/kiln/pkg/verify"
 	"github.com/kiln-build/kiln/qemu"
 )
 
@@ -41,6 +42,8 @@ type Manifest struct {
 	UpstreamBytes int64  `json:"upstream_bytes"`
 	CacheBytes    int64  `json:"cache_bytes"`
 	Outputs       []File `json:"outputs"`
+	// Verify is what --verify saw when it booted the finished image.
+	Verify []verify.Result `json:"verify,omitempty"`
 }
 
 // File is an input or output, with its sha256.

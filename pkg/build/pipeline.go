@@ -25,6 +25,7 @@ import (
 	"github.com/kiln-build/kiln/ksserve/cache"
 	"github.com/kiln-build/kiln/pkg/initrd"
 	"github.com/kiln-build/kiln/pkg/kickstart"
+	"github.com/kiln-build/kiln/pkg/verify"
 	"github.com/kiln-build/kiln/qemu"
 )
 
@@ -211,6 +212,30 @@ func (b *builder) run(ctx context.Context) (*Manifest, error) {
 	m.Packages = packages(report, st, src.iso)
 	if isoOutErr != nil {
 		return nil, fmt.Errorf("writing %s: %w", o.ISOOut, isoOutErr)
+	}
+
+	if o.Verify {
+		// Before any output exists: a disk that does not boot is not
+		// published.
+		b.enter("verify")
+		fw := qemu.BIOS
+		if o.Firmware == "uefi" {
+			fw = qemu.UEFI
+		}
+		vr, err := verify.Boot(ctx, verify.Options{Image: disk, Format: "raw", Firmware: fw, Accel: accel.Used,
+			MemoryMiB: o.MemoryMiB, Timeout: o.VerifyTimeout, TempDir: b.work, Log: b.log})
+		if vr != nil {
+			m.Verify = append(m.Verify, *vr)
+		}
+		if err != nil {
+			return nil, err
+		}
+		b.log.Info("the image boots", "firmware", vr.Firmware, "signal", vr.Signal, "detail", vr.Detail, "seconds", vr.Duration.Seconds())
+		if o.ISOOut != "" {
+			if err := b.verifyISO(ctx, isoOutTmp, accel); err != nil {
+				return nil, err
+			}
+		}
 	}
 
 	b.enter("convert")
@@ -552,7 +577,7 @@ func (b *builder) convert(ctx context.Context, disk string) error {
 		if f == "qcow2" && o.Compress {
 			args = append(args, "-c")
 		}
-		args = append(args, disk, tmp)
+		args = append(append(args, convertOptions(f, o)...), disk, tmp)
 		cmd := exec.CommandContext(ctx, "qemu-img", args...)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			os.Remove(tmp)
@@ -592,6 +617,28 @@ func (b *builder) convert(ctx context.Context, disk string) error {
 	return nil
 }
 
+// convertOptions are qemu-img's -o options for a format's subformat:
+// a fixed VHD keeps the disk's exact size (force_size), where the dynamic
+// one rounds it up to a CHS geometry, which Azure refuses; a vmdk is
+// streamOptimized for vSphere and OVA imports or monolithicSparse for
+// Workstation.
+func convertOptions(format string, o Options) []string {
+	switch format {
+	case "vhd":
+		if o.VHDSubformat == "dynamic" {
+			return []string{"-o", "subformat=dynamic"}
+		}
+		return []string{"-o", "subformat=fixed,force_size=on"}
+	case "vmdk":
+		sub := o.VMDKSubformat
+		if sub == "" {
+			sub = "streamOptimized"
+		}
+		return []string{"-o", "subformat=" + sub}
+	}
+	return nil
+}
+
 // hashing is an output's sha256 being computed.
 type hashing struct {
 	done chan struct{}
@@ -626,4 +673,64 @@ func (b *builder) outputNames() []string {
 		out = append(out, o.Path)
 	}
 	return append(out, b.o.Output+".manifest.json")
+}
+
+// verifyISO installs from the install ISO as the physical machines will
+// boot it, a USB stick under UEFI and a CD under BIOS, each onto a blank
+// disk, and proves that each installed disk boots. The ISO carries the
+// user's own kickstart, so these installs reach the user's mirrors
+// themselves, as a machine on the network would: their VMs have QEMU's
+// user-mode NAT, not the build VM's fence.
+func (b *builder) verifyISO(ctx context.Context, isoPath string, accel qemu.AccelReport) error {
+	o := b.o
+	if action, _ := b.ks.Shutdown(); action == "" {
+		b.warn("the kickstart has no poweroff or reboot, so an install from the install ISO would wait at its end; --verify checks the built image only, not the ISO")
+		return nil
+	}
+	for _, c := range []struct {
+		fw    qemu.FirmwareKind
+		media string
+	}{{qemu.UEFI, "usb"}, {qemu.BIOS, "cdrom"}} {
+		what := fmt.Sprintf("the install ISO as a %s under %s", map[string]string{"usb": "USB stick", "cdrom": "CD"}[c.media], c.fw)
+		b.log.Info("installing from " + what)
+		disk := filepath.Join(b.work, "iso-"+c.media+".raw")
+		if err := makeSparse(disk, o.DiskSize); err != nil {
+			return err
+		}
+		opts := []qemu.Option{qemu.WithMemory(o.MemoryMiB), qemu.WithCPUs(o.CPUs), qemu.WithAccel(accel.Used),
+			qemu.WithDisk(qemu.Disk{Path: disk, Format: "raw", Unsafe: true}), qemu.WithUserNet(qemu.UserNet{})}
+		if c.media == "usb" {
+			opts = append(opts, qemu.WithUSB(isoPath))
+		} else {
+			opts = append(opts, qemu.WithCDROM(isoPath))
+		}
+		if c.fw == qemu.UEFI {
+			fw, err := qemu.FindOVMF(false)
+			if err != nil {
+				return err
+			}
+			opts = append(opts, qemu.WithFirmware(fw))
+		}
+		cfg, err := qemu.New(opts...)
+		if err != nil {
+			return err
+		}
+		res, err := qemu.Run(ctx, cfg, qemu.RunOptions{TempDir: b.work, Timeout: o.Timeout, Inactivity: o.Inactivity, Accel: accel, Log: b.log})
+		// A kickstart that reboots ends the VM in a reset (-no-reboot).
+		if err != nil && (res == nil || res.Outcome != qemu.OutcomeReset) {
+			return fmt.Errorf("--verify: installing from %s: %w", what, err)
+		}
+		vr, err := verify.Boot(ctx, verify.Options{Image: disk, Format: "raw", Firmware: c.fw, Accel: accel.Used,
+			MemoryMiB: o.MemoryMiB, Timeout: o.VerifyTimeout, TempDir: b.work, Log: b.log})
+		if vr != nil {
+			vr.Media = c.media
+			b.manifest.Verify = append(b.manifest.Verify, *vr)
+		}
+		os.Remove(disk)
+		if err != nil {
+			return fmt.Errorf("--verify: the disk installed from %s: %w", what, err)
+		}
+		b.log.Info("the disk installed from "+what+" boots", "signal", vr.Signal, "seconds", vr.Duration.Seconds())
+	}
+	return nil
 }

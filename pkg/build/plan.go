@@ -1,6 +1,7 @@
 package build
 
 import (
+	"fmt"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -18,7 +19,9 @@ type BuildPlan struct {
 	Firmware string   `json:"firmware"`
 	Outputs  []string `json:"outputs"`
 	Notices  []string `json:"notices,omitempty"`
-	Mirrors  []string `json:"mirrors"`
+	// Verify lists the boot checks --verify runs, in order.
+	Verify  []string `json:"verify,omitempty"`
+	Mirrors []string `json:"mirrors"`
 	// Sources are the kickstart's network sources and how the VM
 	// reaches each.
 	Sources []Source `json:"sources"`
@@ -41,6 +44,12 @@ func Plan(o Options) (*BuildPlan, error) {
 	}
 	o = b.o
 	p := &BuildPlan{Boot: o.Boot, Firmware: o.Firmware, Outputs: b.outputs}
+	if o.Verify {
+		p.Verify = append(p.Verify, fmt.Sprintf("boot the image under %s until a login prompt or an SSH banner, within %v", o.Firmware, o.VerifyTimeout))
+		if o.ISOOut != "" {
+			p.Verify = append(p.Verify, "install from the install ISO as a USB stick under uefi and as a CD under bios, and boot each disk the same way")
+		}
+	}
 	if o.ISO != "" {
 		p.Source = "ISO " + cache.Redact(o.ISO)
 	} else {

@@ -119,8 +119,22 @@ func RestoreScript(original []byte, ps []Prefix) string {
 		fmt.Fprintf(&sb, "  sed -i 's|%s|%s|g' \"$f\"\n", sedPattern(p.Proxy), sedReplacement(p.Upstream))
 	}
 	sb.WriteString("done\n")
+	// Anaconda's anaconda-ks.cfg holds the served copy's scripts, and
+	// kiln's own (this one and the package report) name the build's
+	// token and guest address: a machine reinstalled from that file
+	// must not get them. Each begins with the "# Added by kiln" line.
+	sb.WriteString("ks=\"$sysroot/root/anaconda-ks.cfg\"\nif [ -f \"$ks\" ]; then\n")
+	sb.WriteString("  awk '" + stripKilnSections + "' \"$ks\" > \"$ks.kiln\" && cat \"$ks.kiln\" > \"$ks\"\n  rm -f \"$ks.kiln\"\nfi\n")
 	return sb.String()
 }
+
+// stripKilnSections is an awk program that drops every script section
+// whose first body line is kiln's marker, from its header to its %end.
+const stripKilnSections = `skip { if ($0 == "%end") skip = 0; next }
+held != "" { if ($0 ~ /^# Added by kiln/) { held = ""; skip = 1; next } print held; held = "" }
+/^%(pre|pre-install|post|onerror|traceback)([ \t]|$)/ { held = $0; next }
+{ print }
+END { if (held != "") print held }`
 
 // sedPattern escapes s as a literal basic regular expression inside a
 // single-quoted 's|...|' command.

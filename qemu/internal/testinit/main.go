@@ -54,6 +54,10 @@ func main() {
 		hang()
 	case "hang":
 		hang()
+	case "prompt":
+		// A login prompt, as getty writes it: no newline after it.
+		fmt.Print("\nkiln-test login: ")
+		hang()
 	case "panic":
 		os.WriteFile("/proc/sysrq-trigger", []byte("c"), 0)
 		hang()
