@@ -211,7 +211,7 @@ func benchGuest(t testing.TB) (kernelPath, initrdPath string) {
 		if guestErr = guest.BuildGo("./internal/testinit", init); guestErr != nil {
 			return
 		}
-		mods, err := guest.Modules(kver, "virtio_pci", "virtio_blk", "virtio_console", "pvpanic_mmio")
+		mods, err := guest.Modules(kver, "virtio_pci", "virtio_blk", "virtio_console", "pvpanic_mmio", "button", "evdev")
 		if err != nil {
 			guestErr = err
 			return
@@ -432,14 +432,18 @@ func TestVMTimeout(t *testing.T) {
 	}
 }
 
+// TestVMCancelIsGraceful: a cancelled run presses the ACPI power button
+// first (system_powerdown), and the guest, which powers off on it as
+// systemd-logind would, says it saw the press. A supervisor that went
+// straight to SIGKILL or quit would leave no such line.
 func TestVMCancelIsGraceful(t *testing.T) {
 	t.Parallel()
-	cfg := vmConfig(t, "hang")
+	cfg := vmConfig(t, "acpi")
 	ctx, cancel := context.WithCancel(context.Background())
 	var got lines
-	opts := RunOptions{Timeout: 3 * time.Minute, ShutdownGrace: 2 * time.Second, OnLine: func(src, l string) {
+	opts := RunOptions{Timeout: 3 * time.Minute, ShutdownGrace: 20 * time.Second, OnLine: func(src, l string) {
 		got.add(src, l)
-		if strings.Contains(l, "KILN-DISK-WRITTEN") {
+		if strings.Contains(l, "KILN-ACPI-LISTENING") {
 			cancel()
 		}
 	}}
@@ -447,7 +451,16 @@ func TestVMCancelIsGraceful(t *testing.T) {
 	if err == nil || res.Outcome != OutcomeCancelled {
 		t.Fatalf("Run = %v, %+v", err, res)
 	}
-	os.RemoveAll(res.RunDir)
+	defer os.RemoveAll(res.RunDir)
+	pressed := false
+	got.mu.Lock()
+	for _, l := range got.l {
+		pressed = pressed || strings.Contains(l, "KILN-ACPI-POWER-BUTTON")
+	}
+	got.mu.Unlock()
+	if !pressed {
+		t.Errorf("the guest never saw the power button: the stop was not graceful\n%q", got.l)
+	}
 }
 
 // childRun is the child kiln process of TestKillLeavesNoQEMU: it runs a VM

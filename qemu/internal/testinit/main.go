@@ -2,13 +2,18 @@
 // It proves each thing the supervisor watches: it writes a marker to the
 // serial console and to the Anaconda log port, writes to the virtio disk,
 // and then ends as the kernel command line's kiln.test= says: ok (power
-// off), reboot, fatal (an installer traceback, then a hang), hang, or panic.
+// off), reboot, fatal (an installer traceback, then a hang), hang, acpi (power
+// off when the ACPI power button is pressed), prompt (a login prompt,
+// then a hang), or panic.
 package main
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
+	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -54,6 +59,11 @@ func main() {
 		hang()
 	case "hang":
 		hang()
+	case "acpi":
+		// As systemd-logind does: the ACPI power button powers off.
+		waitPowerButton()
+		say("KILN-ACPI-POWER-BUTTON")
+		poweroff()
 	case "prompt":
 		// A login prompt, as getty writes it: no newline after it.
 		fmt.Print("\nkiln-test login: ")
@@ -97,6 +107,40 @@ func writeDisk(dev string) {
 		fail("syncing %s: %v", dev, err)
 	}
 	f.Close()
+}
+
+// waitPowerButton blocks until the ACPI power button's input device
+// reports a press of KEY_POWER (linux/input-event-codes.h).
+func waitPowerButton() {
+	var dev string
+	initutil.WaitFor(func() string {
+		names, _ := filepath.Glob("/sys/class/input/event*/device/name")
+		for _, n := range names {
+			if b, _ := os.ReadFile(n); strings.TrimSpace(string(b)) == "Power Button" {
+				dev = "/dev/input/" + filepath.Base(filepath.Dir(filepath.Dir(n)))
+			}
+		}
+		return dev
+	}, 20*time.Second)
+	if dev == "" {
+		fail("no ACPI power button input device")
+	}
+	f, err := os.Open(dev)
+	if err != nil {
+		fail("opening %s: %v", dev, err)
+	}
+	say("KILN-ACPI-LISTENING %s", dev)
+	// struct input_event on amd64: a 16-byte timeval, type, code, value.
+	ev := make([]byte, 24)
+	for {
+		if _, err := io.ReadFull(f, ev); err != nil {
+			fail("reading %s: %v", dev, err)
+		}
+		typ, code, value := binary.LittleEndian.Uint16(ev[16:]), binary.LittleEndian.Uint16(ev[18:]), int32(binary.LittleEndian.Uint32(ev[20:]))
+		if typ == 1 && code == 116 && value == 1 { // EV_KEY, KEY_POWER, pressed
+			return
+		}
+	}
 }
 
 func say(format string, args ...any) {
