@@ -3,11 +3,14 @@ package qemu
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -21,6 +24,8 @@ type AccelReport struct {
 	ProbeOK   bool          `json:"probe_ok"`
 	Reason    string        `json:"reason,omitempty"` // why KVM was not used
 	ProbeTime time.Duration `json:"probe_time_ns"`
+	// ProbeCached says the verdict came from this boot's earlier probe.
+	ProbeCached bool `json:"probe_cached,omitempty"`
 }
 
 // KVMProbe decides, once per process, whether KVM really runs guests.
@@ -32,20 +37,106 @@ type KVMProbe struct {
 	Binary  string        // QEMU; default qemu-system-x86_64
 	Device  string        // default /dev/kvm
 	Timeout time.Duration // default 2s
+	// CacheFile, when set, keeps the verdict for the host's boot: it is
+	// reused while /proc/sys/kernel/random/boot_id, the QEMU version and
+	// the device stay the same, so only the first build after a boot
+	// pays for the probe (2 s on a host where KVM hangs).
+	CacheFile string
 
-	once sync.Once
-	err  error
-	took time.Duration
+	once   sync.Once
+	cached bool
+	err    error
+	took   time.Duration
 }
 
 // Err runs the probe the first time and returns its verdict: nil when KVM works.
 func (p *KVMProbe) Err(ctx context.Context) error {
 	p.once.Do(func() {
 		start := time.Now()
-		p.err = p.probe(ctx)
+		key := p.cacheKey(ctx)
+		if v, ok := p.readCache(key); ok {
+			p.cached = true
+			if v != "" {
+				p.err = errors.New(v)
+			}
+		} else {
+			p.err = p.probe(ctx)
+			if ctx.Err() == nil {
+				p.writeCache(key)
+			}
+		}
 		p.took = time.Since(start)
 	})
 	return p.err
+}
+
+// probeVerdict is the cache file's content.
+type probeVerdict struct {
+	Key string `json:"key"` // boot id, QEMU's version line and the device
+	Err string `json:"error"`
+}
+
+func (p *KVMProbe) cacheKey(ctx context.Context) string {
+	if p.CacheFile == "" {
+		return ""
+	}
+	boot, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return ""
+	}
+	out, err := exec.CommandContext(ctx, p.binary(), "--version").Output()
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(boot)) + "|" + firstLine(out) + "|" + p.device()
+}
+
+func (p *KVMProbe) readCache(key string) (string, bool) {
+	if key == "" {
+		return "", false
+	}
+	b, err := os.ReadFile(p.CacheFile)
+	if err != nil {
+		return "", false
+	}
+	var v probeVerdict
+	if json.Unmarshal(b, &v) != nil || v.Key != key {
+		return "", false
+	}
+	return v.Err, true
+}
+
+// writeCache records the verdict, complete or not at all.
+func (p *KVMProbe) writeCache(key string) {
+	if key == "" {
+		return
+	}
+	v := probeVerdict{Key: key}
+	if p.err != nil {
+		v.Err = p.err.Error()
+	}
+	b, _ := json.Marshal(v)
+	if err := os.MkdirAll(filepath.Dir(p.CacheFile), 0o755); err != nil {
+		return
+	}
+	tmp := p.CacheFile + ".tmp" + strconv.Itoa(os.Getpid())
+	if os.WriteFile(tmp, b, 0o644) == nil {
+		os.Rename(tmp, p.CacheFile)
+	}
+}
+
+func (p *KVMProbe) binary() string {
+	if p.Binary == "" {
+		return "qemu-system-x86_64"
+	}
+	return p.Binary
+}
+
+func (p *KVMProbe) device() string {
+	if p.Device == "" {
+		return "/dev/kvm"
+	}
+	return p.Device
 }
 
 // probeExitCode is what QEMU exits with when the probe guest writes 1 to
@@ -53,10 +144,7 @@ func (p *KVMProbe) Err(ctx context.Context) error {
 const probeExitCode = 3
 
 func (p *KVMProbe) probe(ctx context.Context) error {
-	dev := p.Device
-	if dev == "" {
-		dev = "/dev/kvm"
-	}
+	dev := p.device()
 	f, err := os.OpenFile(dev, os.O_RDWR, 0)
 	if err != nil {
 		return fmt.Errorf("cannot open %s: %w", dev, err)
@@ -77,11 +165,7 @@ func (p *KVMProbe) probe(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	bin := p.Binary
-	if bin == "" {
-		bin = "qemu-system-x86_64"
-	}
-	cmd := exec.CommandContext(ctx, bin, "-nodefaults", "-no-user-config", "-machine", "pc", "-accel", "kvm",
+	cmd := exec.CommandContext(ctx, p.binary(), "-nodefaults", "-no-user-config", "-machine", "pc", "-accel", "kvm",
 		"-display", "none", "-m", "16", "-bios", bios, "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
@@ -160,7 +244,7 @@ func ResolveAccel(ctx context.Context, requested string, p *KVMProbe) (AccelRepo
 		r.Requested = "auto"
 		r.Probed = true
 		err := p.Err(ctx)
-		r.ProbeTime = p.took
+		r.ProbeTime, r.ProbeCached = p.took, p.cached
 		if err == nil {
 			r.ProbeOK, r.Used = true, "kvm"
 			return r, nil

@@ -105,3 +105,36 @@ func TestProbeGuestRunsUnderTCG(t *testing.T) {
 		t.Fatalf("probe guest under TCG: %v (exit %v)", err, cmd.ProcessState)
 	}
 }
+
+// TestKVMProbeCache: the verdict is kept for the host's boot and the QEMU
+// version; a new QEMU version probes again.
+func TestKVMProbeCache(t *testing.T) {
+	cacheFile := filepath.Join(t.TempDir(), "kvm-probe.json")
+	count := filepath.Join(t.TempDir(), "probes")
+	// The fake QEMU answers --version and counts the probes it runs, which
+	// hang as KVM does under nested virtualisation.
+	bin := fakeBinary(t, `[ "$1" = --version ] && { echo "QEMU emulator version $(cat `+count+`.version 2>/dev/null || echo 7.2.0)"; exit 0; }
+echo x >> `+count+`
+exec sleep 1000`)
+	probe := func() AccelReport {
+		p := &KVMProbe{Binary: bin, Device: "/dev/null", Timeout: 300 * time.Millisecond, CacheFile: cacheFile}
+		r, err := ResolveAccel(context.Background(), "auto", p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	probes := func() int { b, _ := os.ReadFile(count); return strings.Count(string(b), "x") }
+	first := probe()
+	if first.Used != "tcg" || first.ProbeCached || probes() != 1 {
+		t.Fatalf("first: %+v, %d probes", first, probes())
+	}
+	second := probe()
+	if second.Used != "tcg" || !second.ProbeCached || second.Reason != first.Reason || probes() != 1 {
+		t.Errorf("second: %+v, %d probes; want the cached verdict", second, probes())
+	}
+	os.WriteFile(count+".version", []byte("8.0.0"), 0o644)
+	if third := probe(); third.ProbeCached || probes() != 2 {
+		t.Errorf("after a QEMU upgrade: %+v, %d probes; want a new probe", third, probes())
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kiln-build/kiln/ksserve/cache"
 	"github.com/kiln-build/kiln/pkg/build"
 	"github.com/kiln-build/kiln/pkg/verify"
 	"github.com/kiln-build/kiln/qemu"
@@ -78,7 +79,7 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 	default:
 		return usagef("verify: --firmware %q: want auto, bios, uefi or both", *firmware)
 	}
-	ar, err := qemu.ResolveAccel(ctx, *accel, &qemu.KVMProbe{})
+	ar, err := qemu.ResolveAccel(ctx, *accel, kvmProbe())
 	if err != nil {
 		return usagef("--accel: %v", err)
 	}
@@ -103,4 +104,14 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 		}
 	}
 	return nil
+}
+
+// kvmProbe is the KVM probe with its verdict kept in the default cache,
+// as kiln build keeps it, for the host's boot.
+func kvmProbe() *qemu.KVMProbe {
+	p := &qemu.KVMProbe{}
+	if d, err := cache.DefaultDir(); err == nil {
+		p.CacheFile = filepath.Join(d, "kvm-probe.json")
+	}
+	return p
 }

@@ -81,7 +81,7 @@ func runVM(ctx context.Context, e *env, args []string) error {
 		}
 	} else {
 		var err error
-		report, err = qemu.ResolveAccel(ctx, *accel, &qemu.KVMProbe{})
+		report, err = qemu.ResolveAccel(ctx, *accel, kvmProbe())
 		if err != nil {
 			return usagef("--accel: %v", err)
 		}

@@ -71,6 +71,12 @@ func (b *builder) run(ctx context.Context) (*Manifest, error) {
 		return nil, err
 	}
 	defer mc.Close()
+	// The KVM probe runs while the source and the boot files are
+	// prepared, and its verdict is kept for the host's boot.
+	probe := &qemu.KVMProbe{CacheFile: filepath.Join(mc.Dir(), "kvm-probe.json")}
+	if o.Accel == "auto" || o.Accel == "" {
+		go probe.Err(ctx)
+	}
 	upstreams := b.upstreams()
 	// The VM could not reach a list's mirrors: kiln chooses one and
 	// proxies it.
@@ -173,7 +179,7 @@ func (b *builder) run(ctx context.Context) (*Manifest, error) {
 	// KVM is tried with a probe guest first: on hosts where it hangs
 	// (nested virtualisation) the probe's timeout is the cost of asking.
 	b.enter("accel")
-	accel, err := qemu.ResolveAccel(ctx, o.Accel, &qemu.KVMProbe{})
+	accel, err := qemu.ResolveAccel(ctx, o.Accel, probe)
 	if err != nil {
 		isoWG.Wait()
 		return nil, &InputError{fmt.Errorf("--accel: %w", err)}
