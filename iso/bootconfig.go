@@ -3,6 +3,7 @@ package iso
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -44,6 +45,9 @@ type ConfigEdit struct {
 	// with no installer entry to tell apart from rescue and memory-test
 	// ones.
 	AllEntries bool
+	// Replace are literal FROM, TO replacements made in the whole
+	// configuration first, as mkksiso's -R does.
+	Replace [][2]string
 }
 
 func (e ConfigEdit) edits(args []string) bool { return e.AllEntries || isInstallEntry(args) }
@@ -54,28 +58,66 @@ var (
 	grubDefault     = regexp.MustCompile(`(?m)^(\s*set\s+default=)\S+`)
 )
 
-// editArgs rewrites one kernel argument list.
+// editArgs rewrites one kernel argument list as mkksiso's
+// AlterKernelArgs does, so that the two tools' edits agree: the arguments
+// are grouped by key where the key first appears; Remove drops every
+// value of a key (and, where mkksiso would do nothing, an exact
+// KEY=VALUE); Append extends a key that is there, else adds it at the
+// end. The caller removes inst.ks before appending its own, so kiln's
+// kickstart replaces one already on the media, where mkksiso would leave
+// both.
 func (e ConfigEdit) editArgs(args []string) []string {
-	var out []string
+	type group struct {
+		args    []string
+		removed bool
+	}
+	var groups []*group
+	byKey := map[string]*group{}
+	add := func(a string) {
+		k, _, _ := strings.Cut(a, "=")
+		if g := byKey[k]; g != nil {
+			g.args = append(g.args, a)
+			return
+		}
+		g := &group{args: []string{a}}
+		groups = append(groups, g)
+		byKey[k] = g
+	}
 	for _, a := range args {
-		drop := false
-		key, _, _ := strings.Cut(a, "=")
-		for _, r := range e.Remove {
-			if a == r || key == r {
-				drop = true
-			}
+		add(a)
+	}
+	for _, r := range e.Remove {
+		if g := byKey[r]; g != nil {
+			g.removed = true
+			delete(byKey, r)
+			continue
 		}
-		// An appended argument replaces an older one of the same key.
-		for _, n := range e.Append {
-			if nk, _, _ := strings.Cut(n, "="); nk == key && strings.Contains(n, "=") {
-				drop = true
-			}
-		}
-		if !drop {
-			out = append(out, a)
+		if k, _, ok := strings.Cut(r, "="); ok && byKey[k] != nil {
+			g := byKey[k]
+			g.args = slices.DeleteFunc(g.args, func(a string) bool { return a == r })
 		}
 	}
-	return append(out, e.Append...)
+	for _, a := range e.Append {
+		add(a)
+	}
+	var out []string
+	for _, g := range groups {
+		if !g.removed {
+			out = append(out, g.args...)
+		}
+	}
+	return out
+}
+
+// replace applies the caller's literal replacements (mkksiso's -R FROM
+// TO) to a whole configuration, before anything else is edited.
+func (e ConfigEdit) replace(cfg string) string {
+	for _, r := range e.Replace {
+		if r[0] != "" {
+			cfg = strings.ReplaceAll(cfg, r[0], r[1])
+		}
+	}
+	return cfg
 }
 
 // isInstallEntry reports whether a kernel line boots the installer (it
@@ -92,6 +134,7 @@ func isInstallEntry(args []string) bool {
 // EditIsolinux edits an isolinux.cfg: the append lines of install entries,
 // the timeout (tenths of a second there), the default entry, the label.
 func EditIsolinux(cfg string, e ConfigEdit) string {
+	cfg = e.replace(cfg)
 	if e.OldLabel != "" && e.NewLabel != "" {
 		cfg = replaceLabel(cfg, e.OldLabel, e.NewLabel)
 	}
@@ -153,6 +196,7 @@ func EditIsolinux(cfg string, e ConfigEdit) string {
 // EditGrub edits a grub.cfg: linux/linuxefi lines of install entries, the
 // timeout, the default entry, and labels in search --label and arguments.
 func EditGrub(cfg string, e ConfigEdit) string {
+	cfg = e.replace(cfg)
 	if e.OldLabel != "" && e.NewLabel != "" {
 		cfg = replaceLabel(cfg, e.OldLabel, e.NewLabel)
 	}

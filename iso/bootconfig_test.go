@@ -112,7 +112,7 @@ func TestUdevEscapeAgainstBlkid(t *testing.T) {
 }
 
 func TestEditIsolinux(t *testing.T) {
-	e := ConfigEdit{Append: []string{`inst.ks=hd:LABEL=Rocky-9-5-x86_64-dvd:/ks.cfg`, "console=ttyS0"}, Remove: []string{"quiet"}, Timeout: 5, Unattend: true}
+	e := ConfigEdit{Append: []string{`inst.ks=hd:LABEL=Rocky-9-5-x86_64-dvd:/ks.cfg`, "console=ttyS0"}, Remove: []string{"quiet", "inst.ks"}, Timeout: 5, Unattend: true}
 	got := EditIsolinux(rockyIsolinux, e)
 	for _, want := range []string{
 		"timeout 50\n",

@@ -35,6 +35,12 @@ type Options struct {
 	NoMD5         bool      // leave the media checksum out
 	Time          time.Time // the time of new records; SOURCE_DATE_EPOCH for reproducible output
 	Force         bool      // replace an existing output
+	// Updates is an Anaconda updates image, put at the root under its
+	// own name and named by inst.updates=hd:LABEL=...:/NAME (mkksiso -u).
+	Updates string
+	// Replace are literal FROM, TO replacements in every boot
+	// configuration, made before the other edits (mkksiso -R).
+	Replace [][2]string
 }
 
 // Report says what Remaster did.
@@ -125,10 +131,17 @@ func Remaster(src, dst string, o Options) (rep *Report, err error) {
 	if o.VolumeID != "" && o.VolumeID != r.PVD.VolumeID {
 		edit.OldLabel, edit.NewLabel = r.PVD.VolumeID, o.VolumeID
 	}
+	edit.Replace = o.Replace
 	if o.Kickstart != nil {
 		rep.KickstartArg = "inst.ks=hd:LABEL=" + UdevEscape(label) + ":/" + o.KickstartName
 		edit.Append = append(edit.Append, rep.KickstartArg)
 		edit.Remove = append(edit.Remove, "inst.ks")
+	}
+	if o.Updates != "" {
+		name := filepath.Base(o.Updates)
+		edit.Append = append(edit.Append, "inst.updates=hd:LABEL="+UdevEscape(label)+":/"+name)
+		edit.Remove = append(edit.Remove, "inst.updates")
+		o.Add = append(append([]AddFile(nil), o.Add...), AddFile{Src: o.Updates, Dest: name})
 	}
 	// An image with no .treeinfo and no installer entry (Debian's
 	// grub-rescue ISO is one) is no Anaconda installer: every entry gets

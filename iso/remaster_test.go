@@ -309,3 +309,49 @@ func TestRemasterNonInstaller(t *testing.T) {
 		t.Errorf("the installer fixture got warnings: %q", rep.Warnings)
 	}
 }
+
+// TestRemasterUpdatesAndReplace: mkksiso's -u and -R. The updates image
+// lands at the root and every install entry names it, in the tree and in
+// the EFI image; each replacement is made in every configuration.
+func TestRemasterUpdatesAndReplace(t *testing.T) {
+	upd := filepath.Join(t.TempDir(), "my-updates.img")
+	os.WriteFile(upd, bytes.Repeat([]byte("u"), 3000), 0o644)
+	out, _ := remasterFixture(t, Options{Kickstart: []byte(testKS), NoMD5: true, Updates: upd,
+		Replace: [][2]string{{" quiet", " rd.plymouth=0"}}})
+	r := open(t, out)
+	f, err := r.Stat("my-updates.img")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := io.ReadAll(f.Open()); len(b) != 3000 {
+		t.Errorf("my-updates.img is %d bytes", len(b))
+	}
+	in, err := Inspect(mustOpen(t, out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range in.BootConfigs {
+		n := 0
+		for _, l := range c.Cmdlines {
+			if strings.Contains(l, "inst.stage2=") {
+				n++
+				if !strings.Contains(l, "inst.updates=hd:LABEL=Rocky-9-5-x86_64-dvd:/my-updates.img") || strings.Count(l, "inst.updates=") != 1 || strings.Contains(l, "quiet") {
+					t.Errorf("%s %s: %q", c.Image, c.Path, l)
+				}
+			}
+		}
+		if n == 0 {
+			t.Errorf("%s %s has no install entry: %q", c.Image, c.Path, c.Cmdlines)
+		}
+	}
+	for _, p := range []string{"isolinux/isolinux.cfg", "EFI/BOOT/grub.cfg"} {
+		f, err := r.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(f.Open())
+		if !strings.Contains(string(b), "rd.plymouth=0") || strings.Contains(string(b), "quiet") {
+			t.Errorf("%s: the replacement was not made:\n%s", p, b)
+		}
+	}
+}

@@ -16,7 +16,8 @@ import (
 
 const isoUsage = `Usage:
   kiln iso --ks FILE [--add SRC[:DEST]]... [--cmdline "ARGS"] [--rm-args "ARGS"]
-           [--volid LABEL] [--timeout SECONDS] [--no-md5] [--force] IN.iso OUT.iso
+           [-u|--updates IMAGE] [-R|--replace FROM TO]... [--volid LABEL]
+           [--timeout SECONDS] [--no-md5] [--force] IN.iso OUT.iso
   kiln iso inspect IMAGE.iso
 
 The first form writes a copy of a vendor installer ISO that installs
@@ -27,6 +28,11 @@ and the media checksum implanted. The copy boots in BIOS and UEFI, from
 CD and from a USB stick it is dd'd to. It needs no root, mount, xorriso or
 mtools; on a file system that reflinks, only the changes are written.
 SOURCE_DATE_EPOCH makes the output reproducible.
+
+The kernel arguments are edited as lorax's mkksiso edits them: --rm-args
+drops each named argument, --cmdline and inst.ks= (and inst.updates= for
+--updates) extend an argument already there or are added at the end, and
+each --replace FROM TO is made in the whole configuration first.
 
 inspect prints what an installer ISO is made of: the volume id, the El
 Torito boot entries and the files they load, the system area (MBR and
@@ -130,7 +136,15 @@ func yesNo(b bool) string {
 
 func runISORemaster(ctx context.Context, e *env, args []string) error {
 	fs := flagSet(e, "iso", isoUsage)
+	// -R/--replace takes two words, FROM TO, as mkksiso's does; pflag
+	// takes one, so they are taken out first.
+	args, replace, err := replaceArgs(args)
+	if err != nil {
+		return err
+	}
 	ksFile := fs.String("ks", "", "the kickstart to embed (required)")
+	updates := fs.StringP("updates", "u", "", "an Anaconda updates image to put on the media, with inst.updates= on every install entry")
+	oneWord := fs.StringArrayP("replace", "R", nil, "FROM TO: replace the text FROM with TO in every boot configuration first (repeatable; two words, as mkksiso's)")
 	ver := fs.String("version", "", "kickstart syntax to check against (default: the file's #version=, else RHEL9)")
 	adds := fs.StringArray("add", nil, "put a file or directory on the image: SRC[:DEST] (repeatable)")
 	cmdline := fs.String("cmdline", "", "kernel arguments to add to every install entry")
@@ -141,6 +155,9 @@ func runISORemaster(ctx context.Context, e *env, args []string) error {
 	force := fs.Bool("force", false, "replace OUT.iso if it exists")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if len(*oneWord) > 0 {
+		return usagef("iso: --replace %q: give two words, --replace FROM TO", (*oneWord)[0])
 	}
 	if *ksFile == "" || fs.NArg() != 2 {
 		return usagef("iso: want --ks FILE IN.iso OUT.iso (see kiln iso --help)")
@@ -166,7 +183,13 @@ func runISORemaster(ctx context.Context, e *env, args []string) error {
 		ksData = kf.Render()
 	}
 	o := iso.Options{Kickstart: ksData, AppendArgs: strings.Fields(*cmdline), RemoveArgs: strings.Fields(*rmArgs),
-		VolumeID: *volid, Timeout: *timeout, NoMD5: *noMD5, Force: *force}
+		VolumeID: *volid, Timeout: *timeout, NoMD5: *noMD5, Force: *force, Replace: replace}
+	if *updates != "" {
+		if st, err := os.Stat(*updates); err != nil || st.IsDir() {
+			return &invalidError{err: fmt.Errorf("--updates %s: not a file", *updates)}
+		}
+		o.Updates = *updates
+	}
 	for _, a := range *adds {
 		src, dest, _ := strings.Cut(a, ":")
 		if _, err := os.Stat(src); err != nil {
@@ -207,4 +230,27 @@ func runISORemaster(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(e.stdout, "  added %d files\n", len(rep.AddedFiles))
 	}
 	return nil
+}
+
+// replaceArgs takes each "-R FROM TO" or "--replace FROM TO" out of args.
+func replaceArgs(args []string) ([]string, [][2]string, error) {
+	var rest []string
+	var pairs [][2]string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			rest = append(rest, args[i:]...)
+			break
+		}
+		if a != "-R" && a != "--replace" {
+			rest = append(rest, a)
+			continue
+		}
+		if i+2 >= len(args) {
+			return nil, nil, usagef("iso: %s wants two words, FROM TO", a)
+		}
+		pairs = append(pairs, [2]string{args[i+1], args[i+2]})
+		i += 2
+	}
+	return rest, pairs, nil
 }
