@@ -449,7 +449,12 @@ func checkSpace(dir string, need int64) error {
 // kickstart makes the kickstart the build serves from the user's inputs.
 func (b *builder) kickstart() error {
 	o := b.o
-	ks := o.Kickstart
+	// The build edits its own copy: the caller's kickstart stays as it
+	// was parsed, however often Plan or Run is called with it.
+	var ks *kickstart.File
+	if o.Kickstart != nil {
+		ks = o.Kickstart.Clone()
+	}
 	b.original = o.Original
 	if ks == nil {
 		base, err := o.TDL.BaseKickstart()

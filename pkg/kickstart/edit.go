@@ -2,6 +2,7 @@ package kickstart
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -206,4 +207,44 @@ func (f *File) ReplaceInScripts(old, new string) int {
 		}
 	}
 	return n
+}
+
+// Clone returns a copy of f that shares nothing mutable with it, so that
+// a caller can edit the copy (apply a TDL, point URLs at a proxy) and
+// leave the user's file as it was parsed.
+func (f *File) Clone() *File {
+	c := *f
+	c.Includes = slices.Clone(f.Includes)
+	c.Diagnostics = slices.Clone(f.Diagnostics)
+	c.Nodes = make([]Node, len(f.Nodes))
+	for i, n := range f.Nodes {
+		switch n := n.(type) {
+		case *Command:
+			cc := *n
+			cc.Args, cc.Positionals, cc.Options = slices.Clone(n.Args), slices.Clone(n.Positionals), cloneOpts(n.Options)
+			c.Nodes[i] = &cc
+		case *Section:
+			cs := *n
+			cs.Args, cs.Options, cs.Body = slices.Clone(n.Args), cloneOpts(n.Options), slices.Clone(n.Body)
+			if n.End != nil {
+				end := *n.End
+				cs.End = &end
+			}
+			c.Nodes[i] = &cs
+		case *Blank:
+			cb := *n
+			c.Nodes[i] = &cb
+		default:
+			c.Nodes[i] = n
+		}
+	}
+	return &c
+}
+
+func cloneOpts(opts []Opt) []Opt {
+	out := slices.Clone(opts)
+	for i := range out {
+		out[i].names = slices.Clone(opts[i].names)
+	}
+	return out
 }
