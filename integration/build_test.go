@@ -20,6 +20,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/kiln-build/kiln/integration/fixtures"
 	"github.com/kiln-build/kiln/internal/testutil"
 	"github.com/kiln-build/kiln/pkg/build"
 	"github.com/kiln-build/kiln/qemu"
@@ -684,5 +685,42 @@ func TestBuildCancel(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(outDir, "c.raw")); err == nil {
 		t.Errorf("a cancelled build wrote its image")
+	}
+}
+
+// TestBuildISOOutFailsFast: an --iso-out that cannot be written (the ISO
+// has no boot configuration to edit, though its kernel boots the build
+// VM directly) fails the build before the install, with the remaster's
+// error, and leaves no output.
+func TestBuildISOOutFailsFast(t *testing.T) {
+	setup(t)
+	b := newBuildEnv(t)
+	tree := filepath.Join(t.TempDir(), "tree")
+	if out, err := exec.Command("xorriso", "-osirrox", "on", "-indev", fx.BootISO, "-extract", "/", tree).CombinedOutput(); err != nil {
+		t.Fatalf("xorriso -extract: %v\n%s", err, out)
+	}
+	exec.Command("chmod", "-R", "u+w", tree).Run()
+	for _, d := range []string{"isolinux", "EFI", "boot"} {
+		os.RemoveAll(filepath.Join(tree, d))
+	}
+	noBoot := filepath.Join(b.dir, "no-boot-config.iso")
+	if out, err := exec.Command("xorriso", "-as", "mkisofs", "-R", "-V", fixtures.DVDLabel, "-o", noBoot, tree).CombinedOutput(); err != nil {
+		t.Fatalf("xorriso: %v\n%s", err, out)
+	}
+	ks := b.kickstart(t, nil)
+	out := filepath.Join(b.dir, "fast")
+	_, err := b.run(t, "build", "--ks", ks, "--iso", noBoot, "-o", out, "--format", "raw", "--iso-out", out+".iso",
+		"--accel", "tcg", "--memory", "1G", "--cpus", "1", "--disk-size", "3G", "--cache-dir", b.cache)
+	if err == nil || !strings.Contains(err.Error(), "writing "+out+".iso") || !strings.Contains(err.Error(), "no isolinux, syslinux or GRUB configuration") {
+		t.Fatalf("a build whose --iso-out cannot be written: %v", err)
+	}
+	// It stopped before the installer got anywhere.
+	if strings.Contains(err.Error(), "kiln: install 1/") || strings.Contains(err.Error(), "the install failed") {
+		t.Errorf("the build went on with the install:\n%v", err)
+	}
+	for _, p := range []string{out + ".raw", out + ".iso", out + ".manifest.json"} {
+		if _, err := os.Stat(p); err == nil {
+			t.Errorf("a failed build left %s", p)
+		}
 	}
 }

@@ -15,7 +15,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/kiln-build/kiln/internal/fileutil"
@@ -27,6 +26,7 @@ import (
 	"github.com/kiln-build/kiln/pkg/kickstart"
 	"github.com/kiln-build/kiln/pkg/verify"
 	"github.com/kiln-build/kiln/qemu"
+	"golang.org/x/sync/errgroup"
 )
 
 // guestHost is kiln's server as the build VM sees it. QEMU's user network
@@ -134,78 +134,38 @@ func (b *builder) run(ctx context.Context) (*Manifest, error) {
 
 	b.enter("prepare")
 	served2 := b.serveKickstart(srv, guest)
-	var isoOutErr error
 	var isoOutTmp string
 	var isoOutFile File
-	var isoWG sync.WaitGroup
+	// The install ISO for physical machines carries the user's own
+	// kickstart; it is written while the VM boots and runs. If it fails,
+	// the group's context stops the VM at once: a remaster that fails in
+	// seconds fails the build in seconds, not after the install.
+	g, gctx := errgroup.WithContext(ctx)
 	if o.ISOOut != "" {
-		// The install ISO for physical machines carries the user's own
-		// kickstart; it is written while the VM runs.
 		isoOutTmp = filepath.Join(filepath.Dir(o.ISOOut), "."+filepath.Base(o.ISOOut)+".kiln-tmp")
-		isoWG.Add(1)
-		go func() {
-			defer isoWG.Done()
-			if _, isoOutErr = iso.Remaster(src.iso, isoOutTmp, iso.Options{Kickstart: b.original, Timeout: 5, Time: o.Time, Force: true}); isoOutErr == nil {
-				isoOutFile, isoOutErr = hashAsync("iso", isoOutTmp, o.ISOOut).wait()
-			}
-		}()
 		defer os.Remove(isoOutTmp)
+		g.Go(func() error {
+			_, err := iso.Remaster(src.iso, isoOutTmp, iso.Options{Kickstart: b.original, Timeout: 5, Time: o.Time, Force: true})
+			if err == nil {
+				isoOutFile, err = hashAsync("iso", isoOutTmp, o.ISOOut).wait()
+			}
+			if err != nil {
+				return fmt.Errorf("writing %s: %w", o.ISOOut, err)
+			}
+			return nil
+		})
 	}
-	vmOpts, err := b.bootOptions(ctx, srv, src, local, guest, served2)
-	if err != nil {
-		isoWG.Wait()
-		return nil, err
-	}
-	disk := filepath.Join(b.work, "disk.raw")
-	if err := makeSparse(disk, o.DiskSize); err != nil {
-		isoWG.Wait()
-		return nil, err
-	}
-	vmOpts = append(vmOpts, qemu.WithMemory(o.MemoryMiB), qemu.WithCPUs(o.CPUs),
-		qemu.WithDisk(qemu.Disk{Path: disk, Format: "raw", Unsafe: true}),
-		fencedNet(fmt.Sprintf("%s:%d", guestHost, port), l.Addr().String(), o.RelayExe, bootFile(o.Boot, guest+srv.BootPath("boot.ipxe"))))
-	if o.Firmware == "uefi" {
-		fw, err := qemu.FindOVMF(false)
-		if err != nil {
-			isoWG.Wait()
-			return nil, err
-		}
-		vmOpts = append(vmOpts, qemu.WithFirmware(fw))
-		m.Firmware = firmwareInfo("uefi", fw.Code)
-	} else {
-		m.Firmware = firmwareInfo("bios", "")
-	}
-
-	// KVM is tried with a probe guest first: on hosts where it hangs
-	// (nested virtualisation) the probe's timeout is the cost of asking.
-	b.enter("accel")
-	accel, err := qemu.ResolveAccel(ctx, o.Accel, probe)
-	if err != nil {
-		isoWG.Wait()
-		return nil, &InputError{fmt.Errorf("--accel: %w", err)}
-	}
-	if accel.Reason != "" {
-		b.warn(accel.Reason + "; falling back to TCG, which is much slower")
-	}
-	m.Accel = accel
-	b.enter("install")
-	cfg, err := qemu.New(append(vmOpts, qemu.WithAccel(accel.Used))...)
-	if err != nil {
-		isoWG.Wait()
-		return nil, err
-	}
-	res, err := qemu.Run(ctx, cfg, qemu.RunOptions{
-		TempDir: b.work, Keep: o.Keep, Timeout: o.Timeout, Inactivity: o.Inactivity,
-		Activity: srv.Activity, Accel: accel, Log: b.log, OnLine: b.onLine,
+	var res *qemu.Result
+	var accel qemu.AccelReport
+	g.Go(func() error {
+		var err error
+		res, accel, err = b.install(gctx, srv, src, local, guest, served2, buildDisk(b), port, l, probe)
+		return err
 	})
-	isoWG.Wait()
-	if res != nil {
-		m.QEMUVersion = res.QEMUVersion
-		m.VMSeconds = res.Duration.Seconds()
+	if err := g.Wait(); err != nil {
+		return nil, err
 	}
-	if err != nil {
-		return nil, errVM(err)
-	}
+	disk := buildDisk(b)
 	report, ok := srv.Report("packages")
 	if !ok {
 		return nil, fmt.Errorf("%w\nserial log: %s\ninstaller log: %s\nreproduce with: %s", errNoReport, res.SerialLog, res.AnacondaLog, res.Repro)
@@ -216,9 +176,6 @@ func (b *builder) run(ctx context.Context) (*Manifest, error) {
 	st := srv.Stats()
 	m.UpstreamBytes, m.CacheBytes = st.UpstreamBytes, st.CacheBytes
 	m.Packages = packages(report, st, src.iso)
-	if isoOutErr != nil {
-		return nil, fmt.Errorf("writing %s: %w", o.ISOOut, isoOutErr)
-	}
 
 	if o.Verify {
 		// Before any output exists: a disk that does not boot is not
@@ -739,4 +696,62 @@ func (b *builder) verifyISO(ctx context.Context, isoPath string, accel qemu.Acce
 		b.log.Info("the disk installed from "+what+" boots", "signal", vr.Signal, "seconds", vr.Duration.Seconds())
 	}
 	return nil
+}
+
+// buildDisk is where the install writes, in the work directory.
+func buildDisk(b *builder) string { return filepath.Join(b.work, "disk.raw") }
+
+// install boots the installer with the served kickstart onto a new build
+// disk and supervises it to the end.
+func (b *builder) install(ctx context.Context, srv *ksserve.Server, src *source, local, guest string, served []byte, disk string, port int, l net.Listener, probe *qemu.KVMProbe) (*qemu.Result, qemu.AccelReport, error) {
+	o, m := b.o, b.manifest
+	var accel qemu.AccelReport
+	vmOpts, err := b.bootOptions(ctx, srv, src, local, guest, served)
+	if err != nil {
+		return nil, accel, err
+	}
+	if err := makeSparse(disk, o.DiskSize); err != nil {
+		return nil, accel, err
+	}
+	vmOpts = append(vmOpts, qemu.WithMemory(o.MemoryMiB), qemu.WithCPUs(o.CPUs),
+		qemu.WithDisk(qemu.Disk{Path: disk, Format: "raw", Unsafe: true}),
+		fencedNet(fmt.Sprintf("%s:%d", guestHost, port), l.Addr().String(), o.RelayExe, bootFile(o.Boot, guest+srv.BootPath("boot.ipxe"))))
+	if o.Firmware == "uefi" {
+		fw, err := qemu.FindOVMF(false)
+		if err != nil {
+			return nil, accel, err
+		}
+		vmOpts = append(vmOpts, qemu.WithFirmware(fw))
+		m.Firmware = firmwareInfo("uefi", fw.Code)
+	} else {
+		m.Firmware = firmwareInfo("bios", "")
+	}
+	// KVM is tried with a probe guest first: on hosts where it hangs
+	// (nested virtualisation) the probe's timeout is the cost of asking.
+	b.enter("accel")
+	accel, err = qemu.ResolveAccel(ctx, o.Accel, probe)
+	if err != nil {
+		return nil, accel, &InputError{fmt.Errorf("--accel: %w", err)}
+	}
+	if accel.Reason != "" {
+		b.warn(accel.Reason + "; falling back to TCG, which is much slower")
+	}
+	m.Accel = accel
+	b.enter("install")
+	cfg, err := qemu.New(append(vmOpts, qemu.WithAccel(accel.Used))...)
+	if err != nil {
+		return nil, accel, err
+	}
+	res, err := qemu.Run(ctx, cfg, qemu.RunOptions{
+		TempDir: b.work, Keep: o.Keep, Timeout: o.Timeout, Inactivity: o.Inactivity,
+		Activity: srv.Activity, Accel: accel, Log: b.log, OnLine: b.onLine,
+	})
+	if res != nil {
+		m.QEMUVersion = res.QEMUVersion
+		m.VMSeconds = res.Duration.Seconds()
+	}
+	if err != nil {
+		return res, accel, errVM(err)
+	}
+	return res, accel, nil
 }
