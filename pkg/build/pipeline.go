@@ -124,7 +124,13 @@ func (b *builder) run(ctx context.Context) (*Manifest, error) {
 	sctx, stop := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() { served <- ksserve.Serve(sctx, srv, l, 5*time.Second) }()
-	defer func() { stop(); <-served }()
+	serveEnded := false // set when the watcher below took Serve's result
+	defer func() {
+		stop()
+		if !serveEnded {
+			<-served
+		}
+	}()
 
 	if src == nil {
 		if src, err = b.treeSource(ctx, srv, local); err != nil {
@@ -157,10 +163,23 @@ func (b *builder) run(ctx context.Context) (*Manifest, error) {
 	}
 	var res *qemu.Result
 	var accel qemu.AccelReport
+	installed := make(chan struct{})
 	g.Go(func() error {
+		defer close(installed)
 		var err error
 		res, accel, err = b.install(gctx, srv, src, local, guest, served2, buildDisk(b), port, l, probe)
 		return err
+	})
+	// The VM gets everything from kiln's server: if it stops, so does
+	// the build, with the server's error rather than a watchdog's.
+	g.Go(func() error {
+		select {
+		case err := <-served:
+			serveEnded = true
+			return fmt.Errorf("kiln's server for the build VM stopped during the install: %v", err)
+		case <-installed:
+			return nil
+		}
 	})
 	if err := g.Wait(); err != nil {
 		return nil, err
