@@ -2,6 +2,7 @@ package ksserve
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -247,6 +248,64 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.cfg.Log.Enabled(r.Context(), slog.LevelDebug) {
 		s.cfg.Log.Debug("request", "method", r.Method, "route", route, "status", rw.status, "bytes", rw.n, "ms", time.Since(start).Milliseconds())
 	}
+}
+
+// Fetch GETs path through the server's own handler, with no connection:
+// what kiln itself reads of a mirror (an install tree's .treeinfo, kernel
+// and initrd) goes through the same cache, checksums and byte counts as
+// the VM's requests, and no loopback socket. A status other than 200 is
+// an error carrying the start of the body.
+func (s *Server) Fetch(ctx context.Context, path string, w io.Writer) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://127.0.0.1"+path, nil)
+	if err != nil {
+		return err
+	}
+	rw := &fetchWriter{header: http.Header{}, w: w, status: http.StatusOK}
+	s.ServeHTTP(rw, req)
+	if rw.err != nil {
+		return rw.err
+	}
+	if rw.status != http.StatusOK {
+		return fmt.Errorf("%s: %d %s: %s", path, rw.status, http.StatusText(rw.status), strings.TrimSpace(rw.body.String()))
+	}
+	return nil
+}
+
+// fetchWriter is the ResponseWriter of Fetch: a 200's body goes to w, any
+// other's first 512 bytes are kept for the error.
+type fetchWriter struct {
+	header http.Header
+	w      io.Writer
+	status int
+	wrote  bool
+	body   strings.Builder
+	err    error
+}
+
+func (f *fetchWriter) Header() http.Header { return f.header }
+
+func (f *fetchWriter) WriteHeader(code int) {
+	if !f.wrote {
+		f.status, f.wrote = code, true
+	}
+}
+
+func (f *fetchWriter) Write(p []byte) (int, error) {
+	f.WriteHeader(http.StatusOK)
+	if f.status != http.StatusOK {
+		if f.body.Len() < 512 {
+			f.body.Write(p[:min(len(p), 512-f.body.Len())])
+		}
+		return len(p), nil
+	}
+	if f.err != nil {
+		return 0, f.err
+	}
+	n, err := f.w.Write(p)
+	if err != nil {
+		f.err = err
+	}
+	return n, err
 }
 
 // ReportPath is the path a report named name is POSTed to.

@@ -306,7 +306,7 @@ func (b *builder) isoSource(ctx context.Context) (*source, error) {
 func (b *builder) treeSource(ctx context.Context, srv *ksserve.Server, local string) (*source, error) {
 	o := b.o
 	var data strings.Builder
-	if err := getLocal(ctx, local+srv.MirrorPath(installMirror)+".treeinfo", &data); err != nil {
+	if err := srv.Fetch(ctx, srv.MirrorPath(installMirror)+".treeinfo", &data); err != nil {
 		return nil, fmt.Errorf("reading the install tree %s: %w", o.TreeURL, err)
 	}
 	ti := iso.ParseTreeInfo(data.String())
@@ -315,25 +315,6 @@ func (b *builder) treeSource(ctx context.Context, srv *ksserve.Server, local str
 		return nil, &InputError{fmt.Errorf("%s.treeinfo names no kernel and initrd for %s", o.TreeURL, ti.Arch)}
 	}
 	return s, nil
-}
-
-// getLocal GETs a URL of the build's own server into w.
-func getLocal(ctx context.Context, u string, w io.Writer) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(b)))
-	}
-	_, err = io.Copy(w, resp.Body)
-	return err
 }
 
 // writeFile creates dst and has fill write it.
@@ -420,9 +401,9 @@ func (b *builder) bootOptions(ctx context.Context, srv *ksserve.Server, src *sou
 		source = []string{"inst.stage2=hd:LABEL=" + iso.UdevEscape(src.volID)}
 		opts = append(opts, qemu.WithCDROM(src.iso))
 	} else {
-		tree := local + srv.MirrorPath(installMirror)
+		tree := srv.MirrorPath(installMirror)
 		for name, dst := range files {
-			if err := writeFile(dst, func(w io.Writer) error { return getLocal(ctx, tree+name, w) }); err != nil {
+			if err := writeFile(dst, func(w io.Writer) error { return srv.Fetch(ctx, tree+name, w) }); err != nil {
 				return nil, fmt.Errorf("fetching %s from the install tree: %w", name, err)
 			}
 		}
