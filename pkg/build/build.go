@@ -288,8 +288,17 @@ func (b *builder) removeStale(dir string) {
 }
 
 // validate checks everything that can be checked before a download or a
-// VM: the inputs, the flags, the tools, the outputs and the space for them.
+// VM: the inputs and flags (checkInputs), then the host (checkEnvironment).
 func (b *builder) validate() error {
+	if err := b.checkInputs(); err != nil {
+		return err
+	}
+	return b.checkEnvironment()
+}
+
+// checkInputs checks the user's inputs and flags, and the outputs they
+// name: nothing here needs QEMU, so the input table tests run without it.
+func (b *builder) checkInputs() error {
 	o := &b.o
 	if o.Kickstart == nil && o.TDL == nil {
 		return inputErrorf("no kickstart and no TDL: give --ks, --tdl or both")
@@ -380,18 +389,6 @@ func (b *builder) validate() error {
 			return inputErrorf("--files %s: not a directory", o.FilesDir)
 		}
 	}
-	if o.RelayExe == "" {
-		exe, err := os.Executable()
-		if err != nil {
-			return fmt.Errorf("finding kiln's own executable, which relays the VM's connections: %w", err)
-		}
-		o.RelayExe = exe
-	}
-	for _, tool := range []string{"qemu-system-x86_64", "qemu-img"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			return fmt.Errorf("%s is not installed (Debian: apt-get install qemu-system-x86 qemu-utils): %w", tool, err)
-		}
-	}
 	// The kickstart the VM gets: the user's, or the TDL's, with the TDL's
 	// customisations applied.
 	if err := b.kickstart(); err != nil {
@@ -423,6 +420,26 @@ func (b *builder) validate() error {
 		}
 		if st, err := os.Stat(filepath.Dir(p)); err != nil || !st.IsDir() {
 			return inputErrorf("%s: its directory does not exist", p)
+		}
+	}
+	return nil
+}
+
+// checkEnvironment checks what the host must have for the build, apart
+// from the user's inputs: kiln's own executable for the relay, QEMU's
+// tools, and room for the outputs.
+func (b *builder) checkEnvironment() error {
+	o := &b.o
+	if o.RelayExe == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("finding kiln's own executable, which relays the VM's connections: %w", err)
+		}
+		o.RelayExe = exe
+	}
+	for _, tool := range []string{"qemu-system-x86_64", "qemu-img"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Errorf("%s is not installed (Debian: apt-get install qemu-system-x86 qemu-utils): %w", tool, err)
 		}
 	}
 	return checkSpace(filepath.Dir(o.Output), minFree(o))

@@ -1,6 +1,7 @@
 package build
 
 import (
+	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -43,5 +44,47 @@ func TestPlanLeavesInputsAlone(t *testing.T) {
 	}
 	if strings.Count(string(ks.Render()), "%post") != 0 {
 		t.Errorf("the TDL's %%post reached the caller's kickstart")
+	}
+}
+
+// TestCheckInputs runs the input checks with an empty PATH: none of them
+// needs QEMU or any other tool.
+func TestCheckInputs(t *testing.T) {
+	t.Setenv("PATH", "")
+	ks := func(text string) *kickstart.File {
+		return kickstart.Parse("k.ks", []byte(text), kickstart.Options{Version: kickstart.RHEL9})
+	}
+	good := "text\nrootpw --lock\nautopart\n"
+	out := filepath.Join(t.TempDir(), "out")
+	isoPath := filepath.Join(t.TempDir(), "x.iso")
+	os.WriteFile(isoPath, nil, 0o644)
+	for _, tc := range []struct {
+		name string
+		o    Options
+		want string
+	}{
+		{"no input", Options{Output: out}, "no kickstart and no TDL"},
+		{"no output", Options{Kickstart: ks(good)}, "no output"},
+		{"format", Options{Kickstart: ks(good), Output: out, Formats: []string{"iso"}}, "--format iso"},
+		{"compress", Options{Kickstart: ks(good), Output: out, Formats: []string{"raw"}, Compress: true}, "--compress applies to qcow2"},
+		{"firmware", Options{Kickstart: ks(good), Output: out, Firmware: "coreboot"}, "--firmware coreboot"},
+		{"boot", Options{Kickstart: ks(good), Output: out, Boot: "floppy"}, "--boot floppy"},
+		{"vhd", Options{Kickstart: ks(good), Output: out, VHDSubformat: "sparse"}, "--vhd-subformat sparse"},
+		{"vmdk", Options{Kickstart: ks(good), Output: out, VMDKSubformat: "twoGbMaxExtentSparse"}, "--vmdk-subformat"},
+		{"small disk", Options{Kickstart: ks(good), Output: out, DiskSize: 1 << 20}, "at least 64 MiB"},
+		{"two sources", Options{Kickstart: ks(good), Output: out, ISO: "a.iso", TreeURL: "http://m/os/"}, "name one installer source"},
+		{"missing ISO", Options{Kickstart: ks(good), Output: out, ISO: "/nonexistent.iso"}, "/nonexistent.iso"},
+		{"pxe and cdrom", Options{Kickstart: ks(good + "cdrom\n"), Output: out, ISO: isoPath, Boot: "pxe"}, "k.ks:4: cdrom: --boot pxe attaches no CD"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := &builder{o: tc.o, manifest: &Manifest{}}
+			err := b.checkInputs()
+			if err == nil {
+				t.Fatalf("checkInputs passed %+v", tc.o)
+			}
+			if !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "not installed") {
+				t.Errorf("error %q, want it to say %q", err, tc.want)
+			}
+		})
 	}
 }
