@@ -22,7 +22,7 @@ import (
 
 	"github.com/kiln-build/kiln/integration/fixtures"
 	"github.com/kiln-build/kiln/internal/testutil"
-	"github.com/kiln-build/kiln/pkg/build"
+	"github.com/kiln-build/kiln/pkg/builder"
 	"github.com/kiln-build/kiln/qemu"
 )
 
@@ -202,19 +202,19 @@ func (b *buildEnv) run(t *testing.T, args ...string) (string, error) {
 	return stdout.String(), nil
 }
 
-func readManifest(t testing.TB, p string) *build.Manifest {
+func readManifest(t testing.TB, p string) *builder.Manifest {
 	b, err := os.ReadFile(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var m build.Manifest
+	var m builder.Manifest
 	if err := json.Unmarshal(b, &m); err != nil {
 		t.Fatalf("%s: %v", p, err)
 	}
 	return &m
 }
 
-func hasPackage(m *build.Manifest, name string) bool {
+func hasPackage(m *builder.Manifest, name string) bool {
 	for _, p := range m.Packages {
 		if p.Name == name && p.SHA256 != "" && p.EVR() != "" {
 			return true
@@ -246,7 +246,7 @@ func TestBuildScenario(t *testing.T) {
 	result := false
 	sc := bufio.NewScanner(strings.NewReader(stdout))
 	for sc.Scan() {
-		var ev build.Event
+		var ev builder.Event
 		if json.Unmarshal(sc.Bytes(), &ev) != nil {
 			continue
 		}
@@ -520,7 +520,7 @@ func TestParallelBuilds(t *testing.T) {
 	setup(t)
 	b := newBuildEnv(t)
 	ks := b.kickstart(t, nil)
-	buildOnce := func(out, cache string) *build.Manifest {
+	buildOnce := func(out, cache string) *builder.Manifest {
 		if _, err := b.run(t, "build", "--ks", ks, "--iso", fx.DVD, "-o", out, "--format", "qcow2", "--accel", "tcg", "--memory", "1G",
 			"--cpus", "1", "--disk-size", "3G", "--cache-dir", cache, "--inactivity", "3m"); err != nil {
 			t.Error(err)
@@ -529,7 +529,7 @@ func TestParallelBuilds(t *testing.T) {
 		return readManifest(t, out+".manifest.json")
 	}
 	var wg sync.WaitGroup
-	ms := make([]*build.Manifest, 2)
+	ms := make([]*builder.Manifest, 2)
 	for i := range ms {
 		wg.Add(1)
 		go func() {
@@ -594,7 +594,7 @@ func TestBuildFromISOURL(t *testing.T) {
 	}
 	checkScenario(t, out+".raw")
 	m := readManifest(t, out+".manifest.json")
-	var isoIn *build.File
+	var isoIn *builder.File
 	for i := range m.Inputs {
 		if m.Inputs[i].Role == "iso" {
 			isoIn = &m.Inputs[i]
@@ -648,7 +648,7 @@ func TestBuildCancel(t *testing.T) {
 	sc := bufio.NewScanner(stdout)
 	installing := false
 	for sc.Scan() {
-		var ev build.Event
+		var ev builder.Event
 		// The installer's first package: the VM is well under way.
 		if json.Unmarshal(sc.Bytes(), &ev) == nil && ev.Event == "progress" && ev.Done > 0 {
 			installing = true

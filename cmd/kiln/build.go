@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kiln-build/kiln/pkg/build"
+	"github.com/kiln-build/kiln/pkg/builder"
 	"github.com/kiln-build/kiln/pkg/kickstart"
 	"github.com/kiln-build/kiln/pkg/tdl"
 	"github.com/kiln-build/kiln/qemu"
@@ -110,8 +110,8 @@ func runBuild(ctx context.Context, e *env, args []string) error {
 }
 
 // options checks the flags and reads the inputs into build options.
-func (f *buildFlags) options(ctx context.Context, e *env) (build.Options, error) {
-	o := build.Options{Output: f.out, ISO: f.iso, TreeURL: f.tree, Compress: f.compress, CPUs: f.cpus, Firmware: f.firmware,
+func (f *buildFlags) options(ctx context.Context, e *env) (builder.Options, error) {
+	o := builder.Options{Output: f.out, ISO: f.iso, TreeURL: f.tree, Compress: f.compress, CPUs: f.cpus, Firmware: f.firmware,
 		Accel: f.accel, Boot: f.boot, ISOOut: f.isoOut, FilesDir: f.files, CacheDir: f.cacheDir, CA: f.ca, Offline: f.offline,
 		Timeout: f.timeout, Inactivity: f.inactivity, Verify: f.verify, VerifyTimeout: f.verifyTimeout, VHDSubformat: f.vhdSub, VMDKSubformat: f.vmdkSub, Keep: f.keep, Force: f.force, KilnVersion: version, Log: e.log,
 		KickstartPath: f.ks, TDLPath: f.tdlPath, Mirrors: map[string]string{}}
@@ -175,10 +175,10 @@ func (f *buildFlags) options(ctx context.Context, e *env) (build.Options, error)
 	return o, nil
 }
 
-func doBuild(ctx context.Context, e *env, o build.Options) error {
+func doBuild(ctx context.Context, e *env, o builder.Options) error {
 	p := &progress{e: e}
 	o.Events = p.event
-	m, err := build.Run(ctx, o)
+	m, err := builder.Run(ctx, o)
 	p.finish()
 	if err != nil {
 		return buildError(err)
@@ -207,7 +207,7 @@ type progress struct {
 	open    bool // a \r line is showing
 }
 
-func (p *progress) event(ev build.Event) {
+func (p *progress) event(ev builder.Event) {
 	if p.e.json {
 		writeJSON(p.e.stdout, ev)
 		return
@@ -255,8 +255,8 @@ func (p *progress) finish() { p.clear() }
 
 // dryRunBuild prints what a build would do. It validates as a build
 // does, but downloads and boots nothing.
-func dryRunBuild(e *env, o build.Options) error {
-	plan, err := build.Plan(o)
+func dryRunBuild(e *env, o builder.Options) error {
+	plan, err := builder.Plan(o)
 	if err != nil {
 		return buildError(err)
 	}
@@ -280,7 +280,7 @@ func dryRunBuild(e *env, o build.Options) error {
 
 // buildError gives a build's input errors exit code 3.
 func buildError(err error) error {
-	var ie *build.InputError
+	var ie *builder.InputError
 	if errors.As(err, &ie) {
 		return &invalidError{err: err}
 	}

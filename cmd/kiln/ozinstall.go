@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kiln-build/kiln/pkg/build"
+	"github.com/kiln-build/kiln/pkg/builder"
 )
 
 const ozUsage = `Usage:
@@ -181,7 +181,7 @@ func readOzConfig(p string) (ozConfig, error) {
 				return c, err
 			}
 		case "libvirt.image_type":
-			if _, ok := build.Formats[v]; !ok {
+			if _, ok := builder.Formats[v]; !ok {
 				return c, fmt.Errorf("%s:%d: image_type = %s: kiln writes raw, qcow2, vmdk, vhd and vhdx", p, n, v)
 			}
 			c.imageType = v
@@ -258,7 +258,7 @@ type domain struct {
 
 // writeDomainXML writes a libvirt domain for the built image, for users
 // who run it under libvirt elsewhere.
-func writeDomainXML(p string, o build.Options, image string) error {
+func writeDomainXML(p string, o builder.Options, image string) error {
 	var d domain
 	d.Type = "kvm"
 	d.Name = o.TDL.Name
@@ -289,7 +289,7 @@ func writeDomainXML(p string, o build.Options, image string) error {
 }
 
 func qemuFormat(f string) string {
-	if q := build.Formats[f].QEMU; q != "" {
+	if q := builder.Formats[f].QEMU; q != "" {
 		return q
 	}
 	return f

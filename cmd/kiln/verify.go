@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/kiln-build/kiln/ksserve/cache"
-	"github.com/kiln-build/kiln/pkg/build"
+	"github.com/kiln-build/kiln/pkg/builder"
 	"github.com/kiln-build/kiln/pkg/verify"
 	"github.com/kiln-build/kiln/qemu"
 )
@@ -49,12 +49,12 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 	f := *format
 	if f == "" {
 		ext := strings.TrimPrefix(filepath.Ext(image), ".")
-		if _, ok := build.Formats[ext]; !ok {
+		if _, ok := builder.Formats[ext]; !ok {
 			return usagef("verify: cannot tell the format of %s from its name; give --format", image)
 		}
 		f = ext
 	}
-	qf, ok := build.Formats[f]
+	qf, ok := builder.Formats[f]
 	if !ok {
 		return usagef("verify: --format %q: want raw, qcow2, vmdk, vhd or vhdx", f)
 	}

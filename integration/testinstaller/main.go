@@ -27,7 +27,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/kiln-build/kiln/integration/anaconda"
+	"github.com/kiln-build/kiln/integration/internal/anaconda"
 	"github.com/kiln-build/kiln/internal/guest/initutil"
 	"github.com/kiln-build/kiln/pkg/kickstart"
 )

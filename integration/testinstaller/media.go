@@ -10,7 +10,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/kiln-build/kiln/integration/anaconda"
+	"github.com/kiln-build/kiln/integration/internal/anaconda"
 	"github.com/kiln-build/kiln/internal/guest/initutil"
 	"github.com/kiln-build/kiln/iso"
 )

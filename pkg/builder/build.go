@@ -1,4 +1,4 @@
-// Package build is kiln's main job: a kickstart, an Oz TDL or both in;
+// Package builder is kiln's orchestrator, its main job: a kickstart, an Oz TDL or both in;
 // the distribution's own installer run under QEMU with the kickstart, a
 // caching proxy of the user's mirrors and their files served to it; disk
 // images, an install ISO for physical machines and a manifest of what went
@@ -6,9 +6,10 @@
 //
 // A build runs in phases, each timed in the manifest: validate (before
 // anything is downloaded or booted), source (the installer ISO or tree),
-// prepare (the served kickstart and the boot files), install (the VM),
+// prepare (the served kickstart and the boot files), accel, install (the VM),
+// verify (with Verify: the image boots),
 // convert (the output images), iso (the install ISO) and manifest.
-package build
+package builder
 
 import (
 	"context"

@@ -19,7 +19,7 @@ import (
 // scenarioKS reads the reference scenario's kickstart, pointed at the
 // test's mirror (MIRROR) and file server (FILES).
 func scenarioKS(t *testing.T) string {
-	b, err := os.ReadFile("../testdata/my-rocky9.ks")
+	b, err := os.ReadFile("../../testdata/my-rocky9.ks")
 	if err != nil {
 		t.Fatal(err)
 	}
