@@ -6,23 +6,23 @@ import (
 	"fmt"
 	"io"
 	"path"
-	"sort"
 	"strings"
 
 	"github.com/kiln-build/kiln/pkg/fat"
+	"github.com/kiln-build/kiln/pkg/treeinfo"
 )
 
 // Inspection is what `kiln iso inspect` reports of an image.
 type Inspection struct {
-	VolumeID     string       `json:"volume_id"`
-	SpaceBlocks  uint32       `json:"volume_space_blocks"`
-	RockRidge    bool         `json:"rock_ridge"`
-	Joliet       bool         `json:"joliet"`
-	ElTorito     []BootImage  `json:"el_torito"`
-	SystemArea   *SystemArea  `json:"system_area"`
-	BootConfigs  []BootConfig `json:"boot_configs"`
-	TreeInfo     *TreeInfo    `json:"treeinfo,omitempty"`
-	MD5Implanted bool         `json:"md5_implanted"`
+	VolumeID     string             `json:"volume_id"`
+	SpaceBlocks  uint32             `json:"volume_space_blocks"`
+	RockRidge    bool               `json:"rock_ridge"`
+	Joliet       bool               `json:"joliet"`
+	ElTorito     []BootImage        `json:"el_torito"`
+	SystemArea   *SystemArea        `json:"system_area"`
+	BootConfigs  []BootConfig       `json:"boot_configs"`
+	TreeInfo     *treeinfo.TreeInfo `json:"treeinfo,omitempty"`
+	MD5Implanted bool               `json:"md5_implanted"`
 }
 
 // BootImage is an El Torito entry with the file it loads.
@@ -40,19 +40,6 @@ type BootConfig struct {
 	Path     string   `json:"path"`            // in the ISO tree, or inside the EFI image
 	Image    string   `json:"image,omitempty"` // the EFI image it is inside, if any
 	Cmdlines []string `json:"cmdlines"`
-}
-
-// TreeInfo is what kiln reads of a .treeinfo: the distribution, and the
-// boot files of the tree's architecture (productmd's treeinfo format,
-// [images-ARCH] and [stage2]).
-type TreeInfo struct {
-	Family   string   `json:"family"`
-	Version  string   `json:"version"`
-	Arch     string   `json:"arch"`
-	Kernel   string   `json:"kernel,omitempty"`   // e.g. images/pxeboot/vmlinuz
-	Initrd   string   `json:"initrd,omitempty"`   // e.g. images/pxeboot/initrd.img
-	Stage2   string   `json:"stage2,omitempty"`   // e.g. images/install.img
-	Variants []string `json:"variants,omitempty"` // the repository directories, e.g. BaseOS
 }
 
 // bootConfigPaths are where installer media keep their boot loader
@@ -133,7 +120,7 @@ func Inspect(r io.ReaderAt, size int64) (*Inspection, error) {
 	}
 	if f, err := ir.Stat(".treeinfo"); err == nil {
 		data, _ := io.ReadAll(io.LimitReader(f.Open(), 1<<20))
-		in.TreeInfo = ParseTreeInfo(string(data))
+		in.TreeInfo = treeinfo.Parse(string(data))
 	}
 	return in, nil
 }
@@ -171,48 +158,4 @@ func KernelCmdlines(cfg string) []string {
 		}
 	}
 	return out
-}
-
-// ParseTreeInfo reads a .treeinfo in either format: [general] (productmd
-// before 1.0) or [release] and [tree].
-func ParseTreeInfo(s string) *TreeInfo {
-	sections := map[string]map[string]string{}
-	cur := ""
-	for _, line := range strings.Split(s, "\n") {
-		line = strings.TrimSpace(line)
-		switch {
-		case strings.HasPrefix(line, "[") && strings.HasSuffix(line, "]"):
-			cur = strings.Trim(line, "[]")
-			sections[cur] = map[string]string{}
-		case strings.Contains(line, "=") && cur != "":
-			k, v, _ := strings.Cut(line, "=")
-			sections[cur][strings.TrimSpace(k)] = strings.TrimSpace(v)
-		}
-	}
-	t := &TreeInfo{}
-	pick := func(vals ...string) string {
-		for _, v := range vals {
-			if v != "" {
-				return v
-			}
-		}
-		return ""
-	}
-	t.Family = pick(sections["release"]["name"], sections["general"]["family"])
-	t.Version = pick(sections["release"]["version"], sections["general"]["version"])
-	t.Arch = pick(sections["tree"]["arch"], sections["general"]["arch"])
-	img := sections["images-"+t.Arch]
-	t.Kernel, t.Initrd = img["kernel"], img["initrd"]
-	t.Stage2 = sections["stage2"]["mainimage"]
-	names := make([]string, 0, len(sections))
-	for name := range sections {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		if r := sections[name]["repository"]; strings.HasPrefix(name, "variant-") && r != "" {
-			t.Variants = append(t.Variants, r)
-		}
-	}
-	return t
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/kiln-build/kiln/iso"
+	"github.com/kiln-build/kiln/pkg/treeinfo"
 )
 
 // ErrNotInstallTree says an ISO holds no installer to boot over the
@@ -28,7 +29,7 @@ type ISO struct {
 	// VolumeID is the primary volume's label.
 	VolumeID string
 	// Tree is the image's .treeinfo, or nil.
-	Tree *iso.TreeInfo
+	Tree *treeinfo.TreeInfo
 	// Kernel and Initrd are the installer's boot files, as paths in the
 	// image; both are empty for an ISO that boots nothing (a package
 	// DVD beside a boot ISO).
@@ -76,7 +77,7 @@ func OpenISO(p string) (t *ISO, err error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: reading .treeinfo: %w", p, err)
 		}
-		t.Tree = iso.ParseTreeInfo(string(b))
+		t.Tree = treeinfo.Parse(string(b))
 	}
 	kernels := []string{"images/pxeboot/vmlinuz", "isolinux/vmlinuz"}
 	initrds := []string{"images/pxeboot/initrd.img", "isolinux/initrd.img"}

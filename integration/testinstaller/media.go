@@ -12,7 +12,7 @@ import (
 
 	"github.com/kiln-build/kiln/integration/internal/anaconda"
 	"github.com/kiln-build/kiln/internal/guest/initutil"
-	"github.com/kiln-build/kiln/iso"
+	"github.com/kiln-build/kiln/pkg/treeinfo"
 )
 
 // label reads the file system label of a block device as blkid would, for
@@ -131,7 +131,7 @@ func stage2Image(media string) string {
 // treeinfoStage2 reads [stage2] mainimage from a .treeinfo, else names
 // images/install.img, where lorax puts it.
 func treeinfoStage2(ti string) string {
-	if img := iso.ParseTreeInfo(ti).Stage2; img != "" {
+	if img := treeinfo.Parse(ti).Stage2; img != "" {
 		return img
 	}
 	return "images/install.img"

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/kiln-build/kiln/internal/fileutil"
+	"github.com/kiln-build/kiln/pkg/treeinfo"
 
 	"github.com/kiln-build/kiln/iso"
 	"github.com/kiln-build/kiln/ksserve"
@@ -309,7 +310,7 @@ func (b *builder) treeSource(ctx context.Context, srv *ksserve.Server, local str
 	if err := srv.Fetch(ctx, srv.MirrorPath(installMirror)+".treeinfo", &data); err != nil {
 		return nil, fmt.Errorf("reading the install tree %s: %w", o.TreeURL, err)
 	}
-	ti := iso.ParseTreeInfo(data.String())
+	ti := treeinfo.Parse(data.String())
 	s := &source{tree: ti, kernel: ti.Kernel, initrd: ti.Initrd}
 	if s.kernel == "" || s.initrd == "" {
 		return nil, &InputError{fmt.Errorf("%s.treeinfo names no kernel and initrd for %s", o.TreeURL, ti.Arch)}

@@ -16,6 +16,7 @@ import (
 	"syscall"
 
 	"github.com/kiln-build/kiln/internal/fileutil"
+	"github.com/kiln-build/kiln/pkg/treeinfo"
 
 	"github.com/kiln-build/kiln/iso"
 	"github.com/kiln-build/kiln/ksserve"
@@ -25,7 +26,7 @@ import (
 type source struct {
 	iso    string // the installer ISO on disk, or ""
 	volID  string
-	tree   *iso.TreeInfo
+	tree   *treeinfo.TreeInfo
 	kernel string // in the ISO or the tree
 	initrd string
 }

@@ -15,8 +15,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/kiln-build/kiln/iso"
 	"github.com/kiln-build/kiln/pkg/kickstart"
+	"github.com/kiln-build/kiln/pkg/treeinfo"
 )
 
 // Installer carries out a kickstart into a mounted target root, as
@@ -134,7 +134,7 @@ func treeVariants(ctx context.Context, client *http.Client, base string) []strin
 	if err != nil {
 		return []string{"."}
 	}
-	if v := iso.ParseTreeInfo(string(b)).Variants; len(v) > 0 {
+	if v := treeinfo.Parse(string(b)).Variants; len(v) > 0 {
 		return v
 	}
 	return []string{"."}
