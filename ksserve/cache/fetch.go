@@ -64,7 +64,11 @@ type result struct {
 func (c *Cache) join(key string, req Request) *fetch {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if f := c.inflight[key]; f != nil {
+	// Join a fetch still under way. One that has already settled on the
+	// cached copy (a 304, or no revalidation) is not joined: its verdict
+	// is older than this request, which asks afresh, and the object lock
+	// orders the two.
+	if f := c.inflight[key]; f != nil && !f.settledCached() {
 		f.mu.Lock()
 		f.readers++
 		f.mu.Unlock()
@@ -77,6 +81,19 @@ func (c *Cache) join(key string, req Request) *fetch {
 	c.downloads.Add(1)
 	go c.run(f)
 	return f
+}
+
+// settledCached reports whether f has already answered with the cached
+// copy, with no body of its own to stream.
+func (f *fetch) settledCached() bool {
+	select {
+	case <-f.ready:
+	default:
+		return false
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.result.cached
 }
 
 // markReady sets the result, once: a failure after the body began
@@ -95,7 +112,9 @@ func (f *fetch) markReady(r result) {
 func (c *Cache) run(f *fetch) {
 	err := c.download(f)
 	c.mu.Lock()
-	delete(c.inflight, f.key)
+	if c.inflight[f.key] == f {
+		delete(c.inflight, f.key)
+	}
 	c.mu.Unlock()
 	f.mu.Lock()
 	f.done, f.err = true, err
