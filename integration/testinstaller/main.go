@@ -314,7 +314,7 @@ func partition(ks *kickstart.File) (*anaconda.Layout, error) {
 	for _, v := range l.Mounts() {
 		target := filepath.Join(sysimage, v.Mount)
 		os.MkdirAll(target, 0o755)
-		if err := syscall.Mount(partOf(l, v), target, mountType(v.FSType), 0, ""); err != nil {
+		if err := syscall.Mount(partOf(l, v), target, v.FSType, 0, ""); err != nil {
 			return nil, &anaconda.Fatal{Msg: fmt.Sprintf("storage configuration failed: mounting %s at %s: %v", partOf(l, v), target, err)}
 		}
 		mounted = append(mounted, target)
@@ -337,13 +337,6 @@ func partOf(l *anaconda.Layout, v *anaconda.Volume) string {
 		}
 	}
 	return ""
-}
-
-func mountType(fstype string) string {
-	if fstype == "vfat" {
-		return "vfat"
-	}
-	return fstype
 }
 
 // mkfs makes a volume's file system, with the UUID the plan chose.

@@ -94,7 +94,6 @@ func (b *builder) run(ctx context.Context) (*Manifest, error) {
 	}
 	defer l.Close()
 	port := l.Addr().(*net.TCPAddr).Port
-	local := fmt.Sprintf("http://127.0.0.1:%d", port)
 	guest := fmt.Sprintf("http://%s:%d", guestHost, port)
 	var src *source
 	if o.ISO != "" {
@@ -134,7 +133,7 @@ func (b *builder) run(ctx context.Context) (*Manifest, error) {
 	}()
 
 	if src == nil {
-		if src, err = b.treeSource(ctx, srv, local); err != nil {
+		if src, err = b.treeSource(ctx, srv); err != nil {
 			return nil, err
 		}
 	}
@@ -168,7 +167,7 @@ func (b *builder) run(ctx context.Context) (*Manifest, error) {
 	g.Go(func() error {
 		defer close(installed)
 		var err error
-		res, accel, err = b.install(gctx, srv, src, local, guest, served2, buildDisk(b), port, l, probe)
+		res, accel, err = b.install(gctx, srv, src, guest, served2, buildDisk(b), port, l, probe)
 		return err
 	})
 	// The VM gets everything from kiln's server: if it stops, so does
@@ -304,7 +303,7 @@ func (b *builder) isoSource(ctx context.Context) (*source, error) {
 
 // treeSource reads an install tree's .treeinfo, which names the kernel
 // and initrd, through the proxy.
-func (b *builder) treeSource(ctx context.Context, srv *ksserve.Server, local string) (*source, error) {
+func (b *builder) treeSource(ctx context.Context, srv *ksserve.Server) (*source, error) {
 	o := b.o
 	var data strings.Builder
 	if err := srv.Fetch(ctx, srv.MirrorPath(installMirror)+".treeinfo", &data); err != nil {
@@ -377,7 +376,7 @@ fi
 // bootOptions are the VM options that boot the installer with the served
 // kickstart: the ISO's own kernel and initrd with the kickstart appended
 // (direct), or the remastered ISO booted by firmware (iso).
-func (b *builder) bootOptions(ctx context.Context, srv *ksserve.Server, src *source, local, guest string, served []byte) ([]qemu.Option, error) {
+func (b *builder) bootOptions(ctx context.Context, srv *ksserve.Server, src *source, guest string, served []byte) ([]qemu.Option, error) {
 	o := b.o
 	if o.Boot == "pxe" {
 		return []qemu.Option{qemu.WithBootOrder("net", "disk")}, nil
@@ -704,10 +703,10 @@ func buildDisk(b *builder) string { return filepath.Join(b.work, "disk.raw") }
 
 // install boots the installer with the served kickstart onto a new build
 // disk and supervises it to the end.
-func (b *builder) install(ctx context.Context, srv *ksserve.Server, src *source, local, guest string, served []byte, disk string, port int, l net.Listener, probe *qemu.KVMProbe) (*qemu.Result, qemu.AccelReport, error) {
+func (b *builder) install(ctx context.Context, srv *ksserve.Server, src *source, guest string, served []byte, disk string, port int, l net.Listener, probe *qemu.KVMProbe) (*qemu.Result, qemu.AccelReport, error) {
 	o, m := b.o, b.manifest
 	var accel qemu.AccelReport
-	vmOpts, err := b.bootOptions(ctx, srv, src, local, guest, served)
+	vmOpts, err := b.bootOptions(ctx, srv, src, guest, served)
 	if err != nil {
 		return nil, accel, err
 	}
