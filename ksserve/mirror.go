@@ -68,7 +68,15 @@ func (s *Server) serveMirror(w http.ResponseWriter, r *http.Request, name, escap
 	s.mu.Lock()
 	pinned, isPinned := s.pinned[target]
 	want := s.expected[target]
+	index := s.aptIndex[target]
 	s.mu.Unlock()
+	if index == "" && isPackagesIndex(path.Base(rel)) {
+		index = path.Base(rel) // a flat repository, or one without a Release
+	}
+	// A Packages index is read whole before it is served, so that the
+	// sums of the packages it lists are known before its client can ask
+	// for one.
+	packages := isPackagesIndex(index)
 	if want != "" {
 		// Named by its sum: it cannot change.
 		k, key = immutable, cache.Key("", want)
@@ -98,6 +106,9 @@ func (s *Server) serveMirror(w http.ResponseWriter, r *http.Request, name, escap
 		if k == metadata {
 			s.pin(name, rel, target, rs, obj.Meta)
 		}
+		if packages {
+			s.learnPackages(name, target, index, rs)
+		}
 		if r.Header.Get("Range") != "" {
 			http.ServeContent(w, r, path.Base(rel), time.Time{}, obj.ReadSeeker())
 			return
@@ -115,7 +126,7 @@ func (s *Server) serveMirror(w http.ResponseWriter, r *http.Request, name, escap
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	if r.Header.Get("Range") != "" ||
+	if r.Header.Get("Range") != "" || packages ||
 		(k == metadata && size >= 0 && size <= maxPinned) || (want != "" && size >= 0 && size <= wholeFirst) {
 		// A range, metadata to pin, or a small object to check: the
 		// whole object first.
@@ -128,6 +139,9 @@ func (s *Server) serveMirror(w http.ResponseWriter, r *http.Request, name, escap
 		s.record(name, rel, meta.Size, meta.SHA256, false)
 		if k == metadata {
 			s.pin(name, rel, target, rs, meta)
+		}
+		if packages {
+			s.learnPackages(name, target, index, rs)
 		}
 		if _, err := rs.Seek(0, io.SeekStart); err != nil {
 			http.Error(w, "reading the cache", http.StatusInternalServerError)
@@ -305,7 +319,44 @@ func (s *Server) pin(name, rel, target string, r io.ReadSeeker, meta cache.Meta)
 		s.learnRepo(name, target, data)
 	case ".treeinfo", "treeinfo":
 		s.learn(treeInfoSums(strings.TrimSuffix(target, path.Base(rel)), data))
+	case "InRelease", "Release":
+		s.learnRelease(target, data)
 	}
+}
+
+// learnRelease records the sum and the name of every index a Debian
+// suite's Release lists, by its own URL and its by-hash URL.
+func (s *Server) learnRelease(target string, data []byte) {
+	idx := releaseSums(target, data)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, i := range idx {
+		s.expected[i.url] = i.sum
+		s.aptIndex[i.url] = i.name
+	}
+}
+
+// learnPackages records the sum of every package a Packages index lists,
+// once per index and build. rs is the whole index, checked against its
+// Release when the build has one.
+func (s *Server) learnPackages(name, target, index string, rs io.ReadSeeker) {
+	s.mu.Lock()
+	done := s.aptLearned[target]
+	s.aptLearned[target] = true
+	s.mu.Unlock()
+	root, ok := archiveRoot(target)
+	if done || !ok {
+		return
+	}
+	if _, err := rs.Seek(0, io.SeekStart); err != nil {
+		return
+	}
+	sums, err := packagesSums(rs, index, root)
+	if err != nil {
+		s.cfg.Log.Warn("cannot read a Packages index; its packages will not be verified", "mirror", name, "err", err)
+	}
+	s.learn(sums)
+	rs.Seek(0, io.SeekStart)
 }
 
 // learn records the sums of objects by URL.

@@ -79,10 +79,16 @@ type Server struct {
 	mu       sync.Mutex
 	pinned   map[string]pinnedObject // metadata served in this build, by URL
 	expected map[string]string       // sha256 of objects repo metadata lists, by URL
-	objects  map[objectID]*ObjectRecord
-	routes   map[string]route // mirror requests' paths, worked out
+	// aptIndex names the Debian indices a pinned Release lists, by URL:
+	// a by-hash URL does not say what it is. aptLearned holds the
+	// Packages indices read in this build.
+	aptIndex   map[string]string
+	aptLearned map[string]bool
+	objects    map[objectID]*ObjectRecord
+	routes     map[string]route // mirror requests' paths, worked out
 
 	reports map[string][]byte
+	preseed []byte
 
 	upstreamBytes atomic.Int64
 	cacheBytes    atomic.Int64
@@ -122,6 +128,7 @@ var mirrorName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 // New checks cfg and returns a Server.
 func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, mirrors: map[string]*url.URL{}, pinned: map[string]pinnedObject{}, expected: map[string]string{},
+		aptIndex: map[string]string{}, aptLearned: map[string]bool{},
 		objects: map[objectID]*ObjectRecord{}, routes: map[string]route{}}
 	if s.cfg.Log == nil {
 		s.cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -196,6 +203,18 @@ func (s *Server) SetKickstart(ks []byte) {
 	s.cfg.Kickstart = ks
 	s.mu.Unlock()
 }
+
+// SetPreseed sets the Debian preseed served at PreseedPath. AnyHost in
+// it, and its host part alone (mirror/http/hostname has no scheme), are
+// replaced per request with the address the client came by.
+func (s *Server) SetPreseed(p []byte) {
+	s.mu.Lock()
+	s.preseed = p
+	s.mu.Unlock()
+}
+
+// PreseedPath is the path of the preseed, "/TOKEN/preseed.cfg".
+func (s *Server) PreseedPath() string { return "/" + s.token + "/preseed.cfg" }
 
 // Token returns the capability token.
 func (s *Server) Token() string { return s.token }
@@ -384,6 +403,28 @@ func (s *Server) route(w *countingWriter, r *http.Request) string {
 		// Which machines took their kickstart, never what it holds.
 		s.cfg.Log.Info("kickstart fetched", "client", r.RemoteAddr, "at", time.Now().UTC().Format(time.RFC3339), "method", r.Method, "status", w.status, "bytes", w.n-before)
 		return "kickstart"
+	case rest == "preseed.cfg":
+		s.mu.Lock()
+		doc := s.preseed
+		s.mu.Unlock()
+		if doc == nil {
+			http.NotFound(w, r)
+			return "unknown"
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		base, ok := s.base(r)
+		if !ok {
+			http.Error(w, "bad Host header", http.StatusBadRequest)
+			return "preseed"
+		}
+		doc = bytes.ReplaceAll(doc, []byte(AnyHost), []byte(base))
+		doc = bytes.ReplaceAll(doc, []byte(strings.TrimPrefix(AnyHost, "http://")), []byte(strings.TrimPrefix(base, "http://")))
+		before := w.n
+		http.ServeContent(w, r, "preseed.cfg", time.Time{}, bytes.NewReader(doc))
+		// Which machines took their preseed, never what it holds.
+		s.cfg.Log.Info("preseed fetched", "client", r.RemoteAddr, "at", time.Now().UTC().Format(time.RFC3339), "method", r.Method, "status", w.status, "bytes", w.n-before)
+		return "preseed"
 	case strings.HasPrefix(rest, "iso/"):
 		n, p, _ := strings.Cut(strings.TrimPrefix(rest, "iso/"), "/")
 		i, err := strconv.Atoi(n)

@@ -46,7 +46,7 @@ var fatalPatterns = []*regexp.Regexp{
 var (
 	kernelWarningStart = regexp.MustCompile(`WARNING: CPU: |------------\[ cut here \]------------`)
 	kernelWarningEnd   = regexp.MustCompile(`---\[ end trace [0-9a-f]+ \]---`)
-	kernelFatalStart   = regexp.MustCompile(`BUG: |Oops: |general protection fault|kernel BUG at`)
+	kernelFatalStart   = regexp.MustCompile(`\bBUG: |\bOops: |general protection fault|kernel BUG at`)
 	cdromRepo          = regexp.MustCompile(`base repo \((CDROM|file)`)
 )
 

@@ -31,6 +31,8 @@ func TestFailureMonitor(t *testing.T) {
 		{"postin", []string{"Error in POSTIN scriptlet in rpm package httpd"}, []bool{true}},
 		{"kernel panic is not an installer error", []string{"[    2.0] Kernel panic - not syncing: Attempted to kill init!"}, []bool{false}},
 		{"progress", []string{"Installing httpd (3/40)", "Configuring nginx.x86_64"}, []bool{false, false}},
+		// d-i's syslog: "DEBUG: " holds "BUG: ".
+		{"debug lines", []string{"Dec  1 18:55:58 netcfg[1843]: DEBUG: State is now 0"}, []bool{false}},
 	}
 	if !(&FailureMonitor{}).Panic("[    2.0] Kernel panic - not syncing: sysrq triggered crash") {
 		t.Error("kernel panic not recognised")

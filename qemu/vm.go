@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -47,7 +48,8 @@ type RunOptions struct {
 	Keep bool
 	// Timeout bounds the whole run; zero means none.
 	Timeout time.Duration
-	// Inactivity ends the run when neither the disks nor Activity have
+	// Inactivity ends the run when neither the disks, the installer's log
+	// nor Activity have
 	// moved for this long; zero disables the watchdog.
 	Inactivity time.Duration
 	// Activity is an extra counter that moves when the guest does
@@ -77,6 +79,10 @@ type RunOptions struct {
 	// it returns true the VM is stopped and the run ends in OutcomeReady,
 	// a success.
 	Ready func(source, text string) bool
+	// Fatal, when set, is asked about each log line too: an installer's
+	// own failures (d-i's), beyond the ones kiln knows for Anaconda and
+	// the kernel.
+	Fatal func(source, line string) bool
 	// Probe, for a boot check, runs alongside the VM until its context
 	// ends; when it returns true the run ends in OutcomeReady, with its
 	// string as the detail.
@@ -168,7 +174,11 @@ type supervisor struct {
 
 	fatal chan fatalLine // the first fatal log line
 	lines chan struct{}  // a log line arrived; for draining after a fatal one
-	ready chan string    // what a boot check saw
+	// logLines counts the installer log's lines: an installer that
+	// writes its log is alive, though it may touch neither disk nor
+	// network for minutes (d-i while it detects hardware).
+	logLines atomic.Uint64
+	ready    chan string // what a boot check saw
 }
 
 // After a fatal line, the rest of the report is still on its way: a
@@ -534,7 +544,7 @@ func (s *supervisor) watch(ctx context.Context, events <-chan qmp.Event) (*Resul
 			} else if time.Since(lastActivity) >= s.opts.Inactivity {
 				s.screendump()
 				s.stop(false)
-				return s.fail(OutcomeInactivity, fmt.Sprintf("no disk or network activity for %v", s.opts.Inactivity))
+				return s.fail(OutcomeInactivity, fmt.Sprintf("no disk, network or installer log activity for %v", s.opts.Inactivity))
 			}
 		case <-ctx.Done():
 			s.stop(true)
@@ -615,7 +625,7 @@ func (s *supervisor) activity(ctx context.Context) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	var n uint64
+	n := s.logLines.Load()
 	for _, st := range stats {
 		n += st.Stats.RdOperations + st.Stats.WrOperations + st.Stats.FlushOps
 	}
@@ -671,6 +681,9 @@ func (s *supervisor) line(source, line string, w io.Writer, mon *FailureMonitor)
 	default:
 	}
 	text := strings.TrimRight(line, "\r\n")
+	if source == "anaconda" {
+		s.logLines.Add(1)
+	}
 	if s.opts.OnLine != nil {
 		s.opts.OnLine(source, text)
 	}
@@ -681,7 +694,7 @@ func (s *supervisor) line(source, line string, w io.Writer, mon *FailureMonitor)
 	switch {
 	case mon.Panic(text):
 		o = OutcomeCrash
-	case mon.Fatal(text):
+	case mon.Fatal(text), s.opts.Fatal != nil && s.opts.Fatal(source, text):
 		o = OutcomeInstallerError
 	}
 	if o != "" {

@@ -136,6 +136,12 @@ held != "" { if ($0 ~ /^# Added by kiln/) { held = ""; skip = 1; next } print he
 { print }
 END { if (held != "") print held }`
 
+// SedCommand is sed's "s|FROM|TO|g" for literal strings, quoted for a
+// single-quoted shell word.
+func SedCommand(from, to string) string {
+	return "s|" + sedPattern(from) + "|" + sedReplacement(to) + "|g"
+}
+
 // sedPattern escapes s as a literal basic regular expression inside a
 // single-quoted 's|...|' command.
 func sedPattern(s string) string {
