@@ -11,12 +11,14 @@ import (
 
 	"github.com/kiln-build/kiln/pkg/builder"
 	"github.com/kiln-build/kiln/pkg/kickstart"
+	"github.com/kiln-build/kiln/pkg/preseed"
 	"github.com/kiln-build/kiln/pkg/tdl"
 	"github.com/kiln-build/kiln/qemu"
 )
 
 const buildUsage = `Usage:
   kiln build [--tdl T.tdl] [--ks K.ks] (--iso ISO|URL | --url TREE) -o OUT [flags]
+  kiln build --preseed P.cfg (--netboot DIR|URL | --iso debian-12-*.iso) --mirror debian=URL -o OUT [flags]
 
 Runs the distribution's own installer under QEMU with the kickstart and
 writes disk images of the installed system: OUT.qcow2 (and each other
@@ -42,14 +44,23 @@ would; --boot pxe netboots the VM with the iPXE in its NIC's ROM from the
 ISO served as an install tree, as a machine on the network would, with no
 CD attached. --iso-out also writes that install ISO, with the user's kickstart.
 
+--preseed installs Debian with Debian's own installer, d-i: the netboot
+kernel and initrd (or a Debian ISO's install.amd/) boot with the served
+preseed appended to the initrd as /preseed.cfg. d-i's mirror and the URLs
+of configured upstreams in preseed/early_command and late_command point at
+the proxy in the served copy only; the installed system keeps the user's
+mirror in /etc/apt/sources.list. No ICICLE is written for Debian.
+
 Examples:
   kiln build --ks my-rocky9.ks --iso Rocky-9.5-x86_64-dvd.iso -o rocky9 --format qcow2,raw --iso-out rocky9-install.iso
   kiln build --tdl rocky9.tdl -o rocky9 --files ./files
-  kiln build --ks my.ks --url http://mirror.example/rocky/9/BaseOS/x86_64/os/ -o out --dry-run`
+  kiln build --ks my.ks --url http://mirror.example/rocky/9/BaseOS/x86_64/os/ -o out --dry-run
+  kiln build --preseed debian.cfg --netboot /usr/lib/debian-installer/images/12/amd64/text/debian-installer/amd64 --mirror debian=http://mirror.example/debian/ -o debian12`
 
 // buildFlags are the flags kiln build and kiln oz-install share.
 type buildFlags struct {
 	ks, tdlPath, iso, tree, out, formats, diskSize, memory, firmware, accel, boot, isoOut string
+	preseed, netboot                                                                      string
 	files, cacheDir, ca, version                                                          string
 	mirrors                                                                               []string
 	cpus                                                                                  int
@@ -63,6 +74,8 @@ func runBuild(ctx context.Context, e *env, args []string) error {
 	var f buildFlags
 	fs.StringVar(&f.ks, "ks", "", "the kickstart")
 	fs.StringVar(&f.tdlPath, "tdl", "", "an Oz TDL template")
+	fs.StringVar(&f.preseed, "preseed", "", "a Debian preseed: install Debian with Debian's installer, d-i, instead of a kickstart with Anaconda")
+	fs.StringVar(&f.netboot, "netboot", "", "with --preseed: d-i's netboot directory or its URL, holding linux and initrd.gz")
 	fs.StringVar(&f.iso, "iso", "", "the installer ISO: a path, or an http(s) URL to download into the cache")
 	fs.StringVar(&f.tree, "url", "", "an install tree (its .treeinfo names the kernel and initrd) instead of an ISO")
 	fs.StringVarP(&f.out, "output", "o", "", "output name: writes OUT.FORMAT, OUT.manifest.json, OUT.icicle.xml")
@@ -114,9 +127,15 @@ func (f *buildFlags) options(ctx context.Context, e *env) (builder.Options, erro
 	o := builder.Options{Output: f.out, ISO: f.iso, TreeURL: f.tree, Compress: f.compress, CPUs: f.cpus, Firmware: f.firmware,
 		Accel: f.accel, Boot: f.boot, ISOOut: f.isoOut, FilesDir: f.files, CacheDir: f.cacheDir, CA: f.ca, Offline: f.offline,
 		Timeout: f.timeout, Inactivity: f.inactivity, Verify: f.verify, VerifyTimeout: f.verifyTimeout, VHDSubformat: f.vhdSub, VMDKSubformat: f.vmdkSub, Keep: f.keep, Force: f.force, KilnVersion: version, Log: e.log,
-		KickstartPath: f.ks, TDLPath: f.tdlPath, Mirrors: map[string]string{}}
-	if f.ks == "" && f.tdlPath == "" {
-		return o, usagef("build: give --ks, --tdl or both")
+		KickstartPath: f.ks, TDLPath: f.tdlPath, PreseedPath: f.preseed, Netboot: f.netboot, Mirrors: map[string]string{}}
+	if f.ks == "" && f.tdlPath == "" && f.preseed == "" {
+		return o, usagef("build: give --ks, --tdl or both, or --preseed for Debian")
+	}
+	if f.preseed != "" && f.ks != "" {
+		return o, usagef("build: --preseed and --ks: a build runs one installer; give one")
+	}
+	if f.netboot != "" && f.preseed == "" {
+		return o, usagef("build: --netboot boots d-i; it needs --preseed")
 	}
 	for _, s := range strings.Split(f.formats, ",") {
 		if s = strings.TrimSpace(s); s != "" {
@@ -154,11 +173,25 @@ func (f *buildFlags) options(ctx context.Context, e *env) (builder.Options, erro
 			return o, &invalidError{err: fmt.Errorf("%s: %w", f.tdlPath, err)}
 		}
 		o.TDL = t
-		if v == 0 {
+		if v == 0 && f.preseed == "" {
 			if v, err = t.KickstartVersion(); err != nil {
 				return o, &invalidError{err: fmt.Errorf("%s: %w", f.tdlPath, err)}
 			}
 		}
+	}
+	if f.preseed != "" {
+		data, err := os.ReadFile(f.preseed)
+		if err != nil {
+			return o, &invalidError{err: fmt.Errorf("reading the preseed: %w", err)}
+		}
+		p, err := preseed.Parse(f.preseed, data)
+		if err != nil {
+			return o, &invalidError{err: err}
+		}
+		for _, w := range p.Warnings {
+			e.log.Warn(w)
+		}
+		o.Preseed = p
 	}
 	if f.ks != "" {
 		data, err := os.ReadFile(f.ks)

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -17,7 +18,9 @@ import (
 	"github.com/kiln-build/kiln/ksserve"
 	"github.com/kiln-build/kiln/ksserve/cache"
 	"github.com/kiln-build/kiln/ksserve/tftp"
+	"github.com/kiln-build/kiln/pkg/builder"
 	"github.com/kiln-build/kiln/pkg/kickstart"
+	"github.com/kiln-build/kiln/pkg/preseed"
 )
 
 const serveUsage = `Usage:
@@ -51,7 +54,8 @@ Examples:
 
 func runServe(ctx context.Context, e *env, args []string) error {
 	fs := flagSet(e, "serve", serveUsage)
-	ksFile := fs.String("ks", "", "the kickstart to serve (required)")
+	ksFile := fs.String("ks", "", "the kickstart to serve")
+	preseedFile := fs.String("preseed", "", "a Debian preseed to serve instead, for d-i's url= boot argument")
 	ver := fs.String("version", "", "kickstart syntax version (default: the file's #version=, else RHEL9)")
 	mirrors := fs.StringArray("mirror", nil, "proxy another upstream: NAME=URL (repeatable)")
 	files := fs.String("files", "", "serve this directory under /TOKEN/files/")
@@ -68,8 +72,14 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *ksFile == "" || fs.NArg() != 0 {
-		return usagef("serve: --ks FILE is required, and nothing else")
+	if (*ksFile == "") == (*preseedFile == "") || fs.NArg() != 0 {
+		return usagef("serve: give --ks FILE or --preseed FILE, and nothing else")
+	}
+	if *preseedFile != "" {
+		if len(*isos) > 0 || *tftpAddr != "" {
+			return usagef("serve: --iso and --tftp serve an Anaconda installer; with --preseed, boot d-i with the printed url=")
+		}
+		return servePreseed(ctx, e, *preseedFile, *mirrors, *files, *listen, *publicURL, *advertise, *allow, *offline, *cacheDir, *ca)
 	}
 	if *publicURL != "" && *advertise != "" {
 		return usagef("serve: --url and --advertise both say how clients reach kiln; give one")
@@ -375,4 +385,113 @@ func openCache(dir, ca string) (*cache.Cache, *http.Client, error) {
 	}
 	c, err := cache.Open(dir, client)
 	return c, client, err
+}
+
+// servePreseed is kiln serve for Debian: the preseed, the proxy of its
+// archive and each --mirror, and --files, for d-i's url= boot argument.
+func servePreseed(ctx context.Context, e *env, file string, mirrors []string, files, listen, publicURL, advertise string, allow []string, offline bool, cacheDir, ca string) error {
+	if publicURL != "" && advertise != "" {
+		return usagef("serve: --url and --advertise both say how clients reach kiln; give one")
+	}
+	var nets []*net.IPNet
+	for _, a := range allow {
+		_, n, err := net.ParseCIDR(a)
+		if err != nil {
+			return usagef("serve: --allow %q: want a CIDR such as 192.168.1.0/24", a)
+		}
+		nets = append(nets, n)
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return &invalidError{err: fmt.Errorf("reading the preseed: %w", err)}
+	}
+	p, err := preseed.Parse(file, data)
+	if err != nil {
+		return &invalidError{err: err}
+	}
+	for _, w := range p.Warnings {
+		e.log.Warn(w)
+	}
+	extra := map[string]string{}
+	if err := addMirrors(extra, mirrors); err != nil {
+		return err
+	}
+	ups, name, err := preseed.Upstreams(p, extra)
+	if err != nil {
+		return &invalidError{err: err}
+	}
+	srvCache, _, err := openCache(cacheDir, ca)
+	if err != nil {
+		return err
+	}
+	defer srvCache.Close()
+	l, err := net.Listen("tcp", listen)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", listen, err)
+	}
+	defer l.Close()
+	addr := l.Addr().(*net.TCPAddr)
+	fixed := strings.TrimSuffix(publicURL, "/")
+	if advertise != "" {
+		fixed = "http://" + net.JoinHostPort(advertise, strconv.Itoa(addr.Port))
+	}
+	srv, err := ksserve.New(ksserve.Config{Mirrors: ups, FilesDir: files, Cache: srvCache, Offline: offline, Log: e.log, Base: fixed})
+	if err != nil {
+		return usagef("serve: %v", err)
+	}
+	defer srv.Close()
+	if !addr.IP.IsLoopback() {
+		e.log.Warn("listening beyond loopback: anyone who can reach this address and learns a URL below can read the preseed, which holds its passwords", "addr", addr.String())
+	}
+	base := fixed
+	if base == "" {
+		base = ksserve.AnyHost
+	}
+	px := preseed.Proxy{HostPort: strings.TrimPrefix(base, "http://"), MirrorDir: srv.MirrorPath(name), Prefixes: srv.Prefixes(base)}
+	if files != "" {
+		px.Prefixes = append(px.Prefixes, kickstart.Prefix{Upstream: builder.FilesPlaceholder + "/", Proxy: base + srv.FilesPath()})
+	}
+	if sec := p.Security(); sec != "" {
+		for n, u := range ups {
+			if strings.TrimSuffix(u, "/")+"/" == sec {
+				px.SecurityDir = srv.MirrorPath(n)
+			}
+		}
+	}
+	served := p.Clone()
+	preseed.PrepareForProxy(served, px)
+	srv.SetPreseed(served.Render())
+	bases := []string{fixed}
+	if fixed == "" {
+		bases = hostBases(addr)
+	}
+	mm := map[string]string{}
+	for n := range ups {
+		mm[n] = bases[0] + srv.MirrorPath(n)
+	}
+	args := "auto=true priority=critical url=" + bases[0] + srv.PreseedPath()
+	if e.json {
+		ev := map[string]any{"event": "serving", "address": addr.String(), "preseed_url": bases[0] + srv.PreseedPath(), "kernel_cmdline": args, "mirrors": mm}
+		if files != "" {
+			ev["files_url"] = bases[0] + srv.FilesPath()
+		}
+		writeJSON(e.stdout, ev)
+	} else {
+		fmt.Fprintf(e.stdout, "serving %s\n  preseed:  %s\n  boot d-i with: %s\n", addr, bases[0]+srv.PreseedPath(), args)
+		names := make([]string, 0, len(mm))
+		for n := range mm {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			fmt.Fprintf(e.stdout, "  mirror %s: %s (proxy of %s)\n", n, mm[n], cache.Redact(ups[n]))
+		}
+	}
+	if len(nets) > 0 {
+		l = ksserve.AllowListener(l, nets, e.log)
+	}
+	err = ksserve.Serve(ctx, srv, l, 10*time.Second)
+	st := srv.Stats()
+	e.log.Info("stopped", "upstream_bytes", st.UpstreamBytes, "cache_bytes", st.CacheBytes, "objects", len(st.Objects))
+	return err
 }

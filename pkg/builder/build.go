@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/kiln-build/kiln/pkg/kickstart"
+	"github.com/kiln-build/kiln/pkg/preseed"
 	"github.com/kiln-build/kiln/pkg/tdl"
 	"github.com/kiln-build/kiln/qemu"
 )
@@ -39,6 +40,13 @@ type Options struct {
 	KickstartPath, TDLPath string
 	// TDL, when set, supplies the source and the customisations.
 	TDL *tdl.Template
+	// Preseed, for a Debian build with Debian's installer, is the user's
+	// preseed, parsed, and PreseedPath its file. Netboot is d-i's
+	// netboot directory, or its URL, holding linux and initrd.gz; a
+	// Debian build boots it or a Debian ISO's install.amd/.
+	Preseed     *preseed.File
+	PreseedPath string
+	Netboot     string
 	// ISO is the installer image: a path, or an http(s) URL downloaded
 	// into the cache. TreeURL is an install tree instead.
 	ISO, TreeURL string
@@ -170,6 +178,11 @@ type builder struct {
 	ks       *kickstart.File
 	original []byte // what becomes /root/original-ks.cfg and goes on --iso-out
 	outputs  []string
+	// A Debian build's: the upstream d-i installs from, the build's
+	// upstreams, and the packages unpacked in the current step.
+	debianName     string
+	upstreamsCache map[string]string
+	debianDone     int
 }
 
 // emit reports an event to the caller, or, without an Events callback,
@@ -301,8 +314,11 @@ func (b *builder) validate() error {
 // name: nothing here needs QEMU, so the input table tests run without it.
 func (b *builder) checkInputs() error {
 	o := &b.o
-	if o.Kickstart == nil && o.TDL == nil {
-		return inputErrorf("no kickstart and no TDL: give --ks, --tdl or both")
+	if o.Kickstart == nil && o.TDL == nil && o.Preseed == nil {
+		return inputErrorf("no kickstart, preseed or TDL: give --ks, --preseed or --tdl")
+	}
+	if o.Preseed != nil && o.Kickstart != nil {
+		return inputErrorf("--preseed and --ks: a build runs one installer; give one")
 	}
 	if o.Output == "" {
 		return inputErrorf("no output: give -o OUT")
@@ -365,6 +381,12 @@ func (b *builder) checkInputs() error {
 	if o.Accel == "" {
 		o.Accel = "auto"
 	}
+	if o.Preseed != nil {
+		if err := b.checkDebian(); err != nil {
+			return err
+		}
+		return b.checkOutputs()
+	}
 	// The source: the flags, else the TDL's install element.
 	if o.ISO == "" && o.TreeURL == "" && o.TDL != nil {
 		switch o.TDL.Install.Type {
@@ -406,12 +428,21 @@ func (b *builder) checkInputs() error {
 			return inputErrorf("%s:%d: cdrom: --boot pxe attaches no CD; install from the served tree with no install-source command, or use url", l.File, l.Num)
 		}
 	}
-	// Outputs: none may exist unless --force, and their directory must
-	// have room.
+	return b.checkOutputs()
+}
+
+// checkOutputs checks the outputs: none may exist unless --force, and
+// their directory must exist.
+func (b *builder) checkOutputs() error {
+	o := &b.o
 	for _, f := range o.Formats {
 		b.outputs = append(b.outputs, o.imagePath(f))
 	}
-	b.outputs = append(b.outputs, o.Output+".manifest.json", o.iciclePath())
+	b.outputs = append(b.outputs, o.Output+".manifest.json")
+	if o.Preseed == nil {
+		// No ICICLE for Debian: Oz writes none for it either.
+		b.outputs = append(b.outputs, o.iciclePath())
+	}
 	if o.ISOOut != "" {
 		b.outputs = append(b.outputs, o.ISOOut)
 	}
@@ -424,6 +455,79 @@ func (b *builder) checkInputs() error {
 		}
 	}
 	return nil
+}
+
+// checkDebian checks a Debian build's inputs.
+func (b *builder) checkDebian() error {
+	o := &b.o
+	if o.ISO == "" && o.Netboot == "" && o.TDL != nil {
+		switch o.TDL.Install.Type {
+		case "iso":
+			o.ISO = o.TDL.Install.ISO
+		case "url":
+			o.Netboot = netbootURLOf(o.TDL.Install.URL)
+		}
+	}
+	if (o.ISO == "") == (o.Netboot == "") {
+		return inputErrorf("name one installer source for --preseed: --netboot DIR|URL or --iso debian-*.iso")
+	}
+	if o.TreeURL != "" {
+		return inputErrorf("--url names an Anaconda install tree; for d-i give --netboot DIR|URL")
+	}
+	if o.Boot != "direct" {
+		return inputErrorf("--boot %s: a Debian build boots d-i's kernel and initrd directly (--boot direct)", o.Boot)
+	}
+	if o.ISOOut != "" {
+		return inputErrorf("--iso-out: kiln remasters Anaconda installer ISOs; it does not yet remaster Debian's")
+	}
+	if o.ISO != "" && !isURL(o.ISO) {
+		if _, err := openDebianISO(o.ISO); err != nil {
+			return err
+		}
+	}
+	if o.Netboot != "" && !isURL(o.Netboot) {
+		for _, f := range []string{netbootKernel, netbootInitrd} {
+			if _, err := os.Stat(filepath.Join(o.Netboot, f)); err != nil {
+				return inputErrorf("--netboot %s: no %s (Debian's debian-installer-12-netboot-amd64 installs them in %s)", o.Netboot, f, "/usr/lib/debian-installer/images/12/amd64/text/debian-installer/amd64")
+			}
+		}
+	}
+	if o.FilesDir != "" {
+		if st, err := os.Stat(o.FilesDir); err != nil || !st.IsDir() {
+			return inputErrorf("--files %s: not a directory", o.FilesDir)
+		}
+	}
+	pre := o.Preseed
+	if o.TDL != nil {
+		// Oz's meanings: the TDL's packages are installed with the
+		// rest (pkgsel/include).
+		pre = o.Preseed.Clone()
+		var names []string
+		for _, p := range o.TDL.Packages {
+			names = append(names, p.Name)
+		}
+		if len(names) > 0 {
+			inc := strings.TrimSpace(pre.Value("pkgsel/include") + " " + strings.Join(names, " "))
+			pre.Set("d-i", "pkgsel/include", "string", inc)
+		}
+		o.Preseed = pre
+	}
+	ups, name, err := preseed.Upstreams(pre, o.Mirrors)
+	if err != nil {
+		return &InputError{err}
+	}
+	if isURL(o.Netboot) {
+		ups[netbootMirror] = strings.TrimSuffix(o.Netboot, "/") + "/"
+	}
+	b.upstreamsCache, b.debianName = ups, name
+	return nil
+}
+
+// netbootURLOf is where a Debian mirror keeps d-i's netboot kernel and
+// initrd for amd64, given the URL of a suite (".../dists/bookworm/") as
+// Oz's Debian TDLs name it, or of the mirror with the suite after it.
+func netbootURLOf(u string) string {
+	return strings.TrimSuffix(u, "/") + "/main/installer-amd64/current/images/netboot/debian-installer/amd64/"
 }
 
 // checkEnvironment checks what the host must have for the build, apart
@@ -526,7 +630,9 @@ func publish(tmp, dst string) error {
 
 // errVM wraps a failed install with the end of the installer's log,
 // then what to look at and how to reproduce it.
-func errVM(err error) error {
+// errVM words a failed install, with the installer's last log lines and,
+// for d-i, the dialog on its console.
+func errVM(err error, debian bool) error {
 	var ve *qemu.Error
 	if !errors.As(err, &ve) {
 		return err
@@ -534,6 +640,9 @@ func errVM(err error) error {
 	excerpt := tailLines(ve.Result.AnacondaLog, 12)
 	if excerpt == "" {
 		excerpt = tailLines(ve.Result.SerialLog, 12)
+	}
+	if screen := debianScreen(ve.Result.SerialLog); debian && screen != "" {
+		excerpt += "\nd-i's screen:\n" + screen
 	}
 	if excerpt != "" {
 		return fmt.Errorf("the install failed: %w\nthe installer's last lines:\n%s", err, excerpt)

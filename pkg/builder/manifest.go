@@ -72,9 +72,9 @@ type Firmware struct {
 // when kiln served it (through the proxy or on the ISO).
 type Package struct {
 	Name    string `json:"name"`
-	Epoch   string `json:"epoch"`
-	Version string `json:"version"`
-	Release string `json:"release"`
+	Epoch   string `json:"epoch,omitempty"`
+	Version string `json:"version"` // a Debian package's whole version, epoch and revision included
+	Release string `json:"release,omitempty"`
 	Arch    string `json:"arch"`
 	SHA256  string `json:"sha256,omitempty"`
 }
@@ -231,10 +231,11 @@ func (b *builder) writeManifest() error {
 	if err != nil {
 		return err
 	}
-	for p, data := range map[string][]byte{
-		b.o.Output + ".manifest.json": append(js, '\n'),
-		b.o.iciclePath():              append(append([]byte(xml.Header), x...), '\n'),
-	} {
+	outs := map[string][]byte{b.o.Output + ".manifest.json": append(js, '\n')}
+	if b.o.Preseed == nil {
+		outs[b.o.iciclePath()] = append(append([]byte(xml.Header), x...), '\n')
+	}
+	for p, data := range outs {
 		tmp := filepath.Join(filepath.Dir(p), "."+filepath.Base(p)+".kiln-tmp")
 		if err := os.WriteFile(tmp, data, 0o644); err != nil {
 			os.Remove(tmp)

@@ -78,14 +78,24 @@ func (b *builder) run(ctx context.Context) (*Manifest, error) {
 	if o.Accel == "auto" || o.Accel == "" {
 		go probe.Err(ctx)
 	}
-	upstreams := b.upstreams()
-	// The VM could not reach a list's mirrors: kiln chooses one and
-	// proxies it.
-	lists, err := ksserve.ResolveLists(ctx, client, b.ks.NetworkSources())
-	if err != nil {
-		return nil, fmt.Errorf("resolving the kickstart's mirror lists: %w", err)
+	debian := o.Preseed != nil
+	var upstreams map[string]string
+	var lists []ksserve.MirrorList
+	var expected map[string]string
+	if debian {
+		upstreams = b.upstreamsCache
+		m.Sources = b.debianSources()
+	} else {
+		upstreams = b.upstreams()
+		expected = b.ks.ExpectedSums()
+		// The VM could not reach a list's mirrors: kiln chooses one and
+		// proxies it.
+		lists, err = ksserve.ResolveLists(ctx, client, b.ks.NetworkSources())
+		if err != nil {
+			return nil, fmt.Errorf("resolving the kickstart's mirror lists: %w", err)
+		}
+		m.Sources = b.sources(lists)
 	}
-	m.Sources = b.sources(lists)
 	// Loopback only: the guest reaches it through QEMU's user network,
 	// and nothing else on the host or the network can.
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -102,7 +112,7 @@ func (b *builder) run(ctx context.Context) (*Manifest, error) {
 		}
 		m.Inputs = append(m.Inputs, b.input("iso", src.iso))
 	}
-	scfg := ksserve.Config{Mirrors: upstreams, Lists: lists, Expected: b.ks.ExpectedSums(), FilesDir: o.FilesDir, Cache: mc,
+	scfg := ksserve.Config{Mirrors: upstreams, Lists: lists, Expected: expected, FilesDir: o.FilesDir, Cache: mc,
 		Offline: o.Offline, Log: b.log, Reports: true}
 	if o.Boot == "pxe" {
 		// The VM netboots as a machine on the network would: iPXE
@@ -132,14 +142,24 @@ func (b *builder) run(ctx context.Context) (*Manifest, error) {
 		}
 	}()
 
-	if src == nil {
+	switch {
+	case debian && src == nil:
+		if src, err = b.debianSource(ctx, srv); err != nil {
+			return nil, err
+		}
+	case src == nil:
 		if src, err = b.treeSource(ctx, srv); err != nil {
 			return nil, err
 		}
 	}
 
 	b.enter("prepare")
-	served2 := b.serveKickstart(srv, guest)
+	var served2 []byte
+	if debian {
+		served2 = b.servePreseed(srv, guest)
+	} else {
+		served2 = b.serveKickstart(srv, guest)
+	}
 	var isoOutTmp string
 	var isoOutFile File
 	// The install ISO for physical machines carries the user's own
@@ -194,7 +214,11 @@ func (b *builder) run(ctx context.Context) (*Manifest, error) {
 	}
 	st := srv.Stats()
 	m.UpstreamBytes, m.CacheBytes = st.UpstreamBytes, st.CacheBytes
-	m.Packages = packages(report, st, src.iso)
+	if debian {
+		m.Packages = debianPackages(report, st)
+	} else {
+		m.Packages = packages(report, st, src.iso)
+	}
 
 	if o.Verify {
 		// Before any output exists: a disk that does not boot is not
@@ -296,6 +320,9 @@ func (b *builder) isoSource(ctx context.Context) (*source, error) {
 			}); err != nil {
 				return nil, err
 			}
+		}
+		if o.Preseed != nil {
+			return openDebianISO(p)
 		}
 		return openISO(p)
 	}
@@ -448,6 +475,12 @@ func bootFile(boot, script string) string {
 // appendKickstart writes a copy of the initrd at src with ks.cfg appended
 // as a second cpio archive, which the kernel unpacks over the first.
 func appendKickstart(src, dst string, ks []byte, t time.Time) error {
+	return appendFile(src, dst, "ks.cfg", ks, t)
+}
+
+// appendFile writes a copy of the initrd at src with one file appended at
+// the root, as a second cpio archive.
+func appendFile(src, dst, name string, data []byte, t time.Time) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
@@ -461,10 +494,10 @@ func appendKickstart(src, dst string, ks []byte, t time.Time) error {
 	if !t.IsZero() {
 		mtime = t.Unix()
 	}
-	entry := initrd.Entry{Name: "ks.cfg", Mode: 0o600, Content: bytes.NewReader(ks), Size: int64(len(ks))}
+	entry := initrd.Entry{Name: name, Mode: 0o600, Content: bytes.NewReader(data), Size: int64(len(data))}
 	if _, err := initrd.Append(out, in, []initrd.Entry{entry}, mtime); err != nil {
 		out.Close()
-		return fmt.Errorf("appending the kickstart to the initrd: %w", err)
+		return fmt.Errorf("appending %s to the initrd %s: %w", name, src, err)
 	}
 	return out.Close()
 }
@@ -706,7 +739,15 @@ func buildDisk(b *builder) string { return filepath.Join(b.work, "disk.raw") }
 func (b *builder) install(ctx context.Context, srv *ksserve.Server, src *source, guest string, served []byte, disk string, port int, l net.Listener, probe *qemu.KVMProbe) (*qemu.Result, qemu.AccelReport, error) {
 	o, m := b.o, b.manifest
 	var accel qemu.AccelReport
-	vmOpts, err := b.bootOptions(ctx, srv, src, guest, served)
+	var vmOpts []qemu.Option
+	var err error
+	onLine, fatal := b.onLine, (func(string, string) bool)(nil)
+	if o.Preseed != nil {
+		vmOpts, err = b.debianBoot(ctx, srv, src, served)
+		onLine, fatal = b.debianLine, debianFatalLine
+	} else {
+		vmOpts, err = b.bootOptions(ctx, srv, src, guest, served)
+	}
 	if err != nil {
 		return nil, accel, err
 	}
@@ -744,14 +785,14 @@ func (b *builder) install(ctx context.Context, srv *ksserve.Server, src *source,
 	}
 	res, err := qemu.Run(ctx, cfg, qemu.RunOptions{
 		TempDir: b.work, Keep: o.Keep, Timeout: o.Timeout, Inactivity: o.Inactivity,
-		Activity: srv.Activity, Accel: accel, Log: b.log, OnLine: b.onLine,
+		Activity: srv.Activity, Accel: accel, Log: b.log, OnLine: onLine, Fatal: fatal,
 	})
 	if res != nil {
 		m.QEMUVersion = res.QEMUVersion
 		m.VMSeconds = res.Duration.Seconds()
 	}
 	if err != nil {
-		return res, accel, errVM(err)
+		return res, accel, errVM(err, o.Preseed != nil)
 	}
 	return res, accel, nil
 }

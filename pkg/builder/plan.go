@@ -50,6 +50,9 @@ func Plan(o Options) (*BuildPlan, error) {
 			p.Verify = append(p.Verify, "install from the install ISO as a USB stick under uefi and as a CD under bios, and boot each disk the same way")
 		}
 	}
+	if o.Preseed != nil {
+		return b.debianPlan(p, notices)
+	}
 	if o.ISO != "" {
 		p.Source = "ISO " + cache.Redact(o.ISO)
 	} else {
@@ -104,20 +107,70 @@ func Plan(o Options) (*BuildPlan, error) {
 		}
 		opts = append(opts, qemu.WithFirmware(fw))
 	}
+	if err := b.planCmdline(p, work, opts); err != nil {
+		return nil, err
+	}
+	if !strings.HasPrefix(p.Source, "ISO") && (o.Boot == "iso" || o.Boot == "pxe") {
+		return nil, inputErrorf("--boot %s needs an ISO", o.Boot)
+	}
+	return p, nil
+}
+
+// planCmdline fills in the plan's QEMU command line from the boot's
+// options and the build VM's own.
+func (b *builder) planCmdline(p *BuildPlan, work string, opts []qemu.Option) error {
+	o := b.o
+	guest := "http://" + guestHost + ":PORT"
+	opts = append(opts, qemu.WithMemory(o.MemoryMiB), qemu.WithCPUs(o.CPUs),
+		qemu.WithDisk(qemu.Disk{Path: filepath.Join(work, "disk.raw"), Format: "raw", Unsafe: true}),
+		fencedNet(guestHost+":PORT", "127.0.0.1:PORT", o.RelayExe, bootFile(o.Boot, guest+"/TOKEN/boot/boot.ipxe")))
+	if o.Firmware == "uefi" {
+		fw, err := qemu.FindOVMF(false)
+		if err != nil {
+			return err
+		}
+		opts = append(opts, qemu.WithFirmware(fw))
+	}
 	accel := o.Accel
 	if accel == "auto" {
 		accel = "kvm" // what auto tries first; a build probes it
 	}
 	cfg, err := qemu.New(append(opts, qemu.WithAccel(accel))...)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	cfg.RunDir = work
-	if p.Cmdline, err = cfg.Cmdline(); err != nil {
-		return nil, err
+	p.Cmdline, err = cfg.Cmdline()
+	return err
+}
+
+// debianPlan is Plan for a Debian build.
+func (b *builder) debianPlan(p *BuildPlan, notices []string) (*BuildPlan, error) {
+	o := b.o
+	work := "/tmp/kiln-build-DRYRUN"
+	var opts []qemu.Option
+	if o.ISO != "" {
+		p.Source = "Debian ISO " + cache.Redact(o.ISO)
+		opts = append(opts, qemu.WithCDROM(o.ISO))
+	} else {
+		p.Source = "d-i netboot " + cache.Redact(o.Netboot)
 	}
-	if !strings.HasPrefix(p.Source, "ISO") && (o.Boot == "iso" || o.Boot == "pxe") {
-		return nil, inputErrorf("--boot %s needs an ISO", o.Boot)
+	kernel := filepath.Join(work, "vmlinuz")
+	if o.Netboot != "" && !isURL(o.Netboot) {
+		kernel = filepath.Join(o.Netboot, netbootKernel)
+	}
+	opts = append(opts, qemu.WithKernel(kernel, filepath.Join(work, "initrd.img"), strings.Join(debianArgs, " ")))
+	for n, u := range b.upstreamsCache {
+		p.Mirrors = append(p.Mirrors, n+"="+cache.Redact(u))
+	}
+	sort.Strings(p.Mirrors)
+	p.Sources = b.debianSources()
+	for _, n := range debianNotices(o.Preseed) {
+		notices = append(notices, n.text)
+	}
+	p.Notices = notices
+	if err := b.planCmdline(p, work, opts); err != nil {
+		return nil, err
 	}
 	return p, nil
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/kiln-build/kiln/internal/testutil"
 	"github.com/kiln-build/kiln/pkg/kickstart"
+	"github.com/kiln-build/kiln/pkg/preseed"
 	"github.com/kiln-build/kiln/pkg/tdl"
 )
 
@@ -58,12 +59,23 @@ func TestCheckInputs(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "out")
 	isoPath := filepath.Join(t.TempDir(), "x.iso")
 	os.WriteFile(isoPath, nil, 0o644)
+	pre := func(text string) *preseed.File {
+		f, err := preseed.Parse("p.cfg", []byte(text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	mirrored := "d-i mirror/http/hostname string deb.example\n"
+	netboot := t.TempDir()
+	os.WriteFile(filepath.Join(netboot, "linux"), nil, 0o644)
+	os.WriteFile(filepath.Join(netboot, "initrd.gz"), nil, 0o644)
 	for _, tc := range []struct {
 		name string
 		o    Options
 		want string
 	}{
-		{"no input", Options{Output: out}, "no kickstart and no TDL"},
+		{"no input", Options{Output: out}, "no kickstart, preseed or TDL"},
 		{"no output", Options{Kickstart: ks(good)}, "no output"},
 		{"format", Options{Kickstart: ks(good), Output: out, Formats: []string{"iso"}}, "--format iso"},
 		{"compress", Options{Kickstart: ks(good), Output: out, Formats: []string{"raw"}, Compress: true}, "--compress applies to qcow2"},
@@ -75,6 +87,14 @@ func TestCheckInputs(t *testing.T) {
 		{"two sources", Options{Kickstart: ks(good), Output: out, ISO: "a.iso", TreeURL: "http://m/os/"}, "name one installer source"},
 		{"missing ISO", Options{Kickstart: ks(good), Output: out, ISO: "/nonexistent.iso"}, "/nonexistent.iso"},
 		{"pxe and cdrom", Options{Kickstart: ks(good + "cdrom\n"), Output: out, ISO: isoPath, Boot: "pxe"}, "k.ks:4: cdrom: --boot pxe attaches no CD"},
+		{"preseed and kickstart", Options{Kickstart: ks(good), Preseed: pre(mirrored), Output: out}, "--preseed and --ks"},
+		{"preseed without source", Options{Preseed: pre(mirrored), Output: out}, "--netboot DIR|URL or --iso"},
+		{"preseed with a tree", Options{Preseed: pre(mirrored), Output: out, Netboot: netboot, TreeURL: "http://m/os/"}, "--url names an Anaconda install tree"},
+		{"preseed and pxe", Options{Preseed: pre(mirrored), Output: out, Netboot: netboot, Boot: "pxe"}, "--boot pxe: a Debian build"},
+		{"preseed and iso-out", Options{Preseed: pre(mirrored), Output: out, Netboot: netboot, ISOOut: out + ".iso"}, "--iso-out"},
+		{"netboot without initrd", Options{Preseed: pre(mirrored), Output: out, Netboot: t.TempDir()}, "no linux"},
+		{"preseed without mirror", Options{Preseed: pre("d-i netcfg/get_domain string\n"), Output: out, Netboot: netboot}, "p.cfg names no mirror"},
+		{"debian iso that is not", Options{Preseed: pre(mirrored), Output: out, ISO: isoPath}, "x.iso"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := &builder{o: tc.o, manifest: &Manifest{}}

@@ -29,6 +29,10 @@ type source struct {
 	tree   *treeinfo.TreeInfo
 	kernel string // in the ISO or the tree
 	initrd string
+	// For d-i: netbootURL is the proxy's path of a netboot directory
+	// given by URL; local says kernel and initrd are paths on this host.
+	netbootURL string
+	local      bool
 }
 
 // openISO reads what a build needs of an installer ISO without mounting
