@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kiln-build/kiln/pkg/builder"
+	"github.com/kiln-build/kiln/pkg/tdl"
 )
 
 const ozUsage = `Usage:
@@ -20,7 +21,9 @@ const ozUsage = `Usage:
 oz-install's flags, with Oz's meanings, for scripts that called Oz. The
 build is kiln build's: no libvirt, no root.
 
-  -a FILE   use FILE as the kickstart instead of one made from the TDL
+  -a FILE   use FILE as the kickstart instead of one made from the TDL;
+            for a Debian TDL (os name Debian), FILE is the preseed, and
+            the TDL's url is d-i's netboot directory, as in Oz
   -c FILE   read an oz.cfg: [libvirt] memory, cpus, image_type;
             [timeouts] install, inactivity; [paths] output_dir
   -d N      log level: 0 errors, 1 warnings, 2 info, 3 and 4 debug
@@ -80,11 +83,25 @@ func runOzInstall(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return &invalidError{err: err}
 	}
-	f := buildFlags{ks: *auto, tdlPath: fs.Arg(0), formats: cfg.imageType, memory: cfg.memory, cpus: cfg.cpus, firmware: "bios",
+	f := buildFlags{tdlPath: fs.Arg(0), formats: cfg.imageType, memory: cfg.memory, cpus: cfg.cpus, firmware: "bios",
 		accel: "auto", boot: "direct", force: *cleanup, timeout: time.Duration(cfg.install) * time.Second,
 		inactivity: time.Duration(cfg.inactivity) * time.Second}
 	if *timeout > 0 {
 		f.timeout = time.Duration(*timeout) * time.Second
+	}
+	// Oz's -a is the installer's answer file: a kickstart, or for a
+	// Debian TDL a preseed.
+	debian, err := isDebianTDL(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	switch {
+	case debian && *auto == "":
+		return usagef("oz-install: %s is a Debian TDL: give its preseed with -a preseed.cfg (kiln has no default preseed, Oz's built-in one sets only the root password)", fs.Arg(0))
+	case debian:
+		f.preseed = *auto
+	default:
+		f.ks = *auto
 	}
 	if !*customize {
 		// Without -u Oz installs the TDL's OS and nothing else; its
@@ -97,6 +114,9 @@ func runOzInstall(ctx context.Context, e *env, args []string) error {
 	}
 	if !*customize {
 		o.TDL.Packages, o.TDL.Files, o.TDL.Commands, o.TDL.Precommands = nil, nil, nil, nil
+	}
+	if debian && (len(o.TDL.Files) > 0 || len(o.TDL.Commands) > 0 || len(o.TDL.Precommands) > 0) {
+		return &invalidError{err: fmt.Errorf("%s: -u with files or commands: kiln applies a Debian TDL's packages (pkgsel/include) but not yet its files and commands; put them in the preseed's late_command", fs.Arg(0))}
 	}
 	// The output: -s, else Oz's output_dir/NAME.dsk.
 	out := *disk
@@ -293,4 +313,14 @@ func qemuFormat(f string) string {
 		return q
 	}
 	return f
+}
+
+// isDebianTDL reports whether the TDL names Debian, which Oz installs
+// with d-i and a preseed.
+func isDebianTDL(p string) (bool, error) {
+	t, err := tdl.ParseFile(p)
+	if err != nil {
+		return false, &invalidError{err: fmt.Errorf("%s: %w", p, err)}
+	}
+	return t.OS.Name == "Debian", nil
 }

@@ -523,11 +523,13 @@ func (b *builder) checkDebian() error {
 	return nil
 }
 
-// netbootURLOf is where a Debian mirror keeps d-i's netboot kernel and
-// initrd for amd64, given the URL of a suite (".../dists/bookworm/") as
-// Oz's Debian TDLs name it, or of the mirror with the suite after it.
+// netbootURLOf is where d-i's amd64 kernel and initrd are under a Debian
+// TDL's install URL: Oz's url is the netboot directory
+// (".../images/netboot/"), and Oz falls back to
+// debian-installer/ARCH/linux and initrd.gz there when its txt.cfg does
+// not say (oz/Debian.py, _initrd_inject_preseed).
 func netbootURLOf(u string) string {
-	return strings.TrimSuffix(u, "/") + "/main/installer-amd64/current/images/netboot/debian-installer/amd64/"
+	return strings.TrimSuffix(u, "/") + "/debian-installer/amd64/"
 }
 
 // checkEnvironment checks what the host must have for the build, apart

@@ -85,7 +85,9 @@ func (b *builder) servePreseed(srv *ksserve.Server, guest string) []byte {
 	}
 	preseed.PrepareForProxy(p, px)
 	for _, n := range debianNotices(b.o.Preseed) {
-		b.warn(n.text)
+		if n.text != "" {
+			b.warn(n.text)
+		}
 		p.Set("d-i", n.question, n.typ, n.value)
 	}
 	early := debianLogCommand
@@ -97,11 +99,12 @@ func (b *builder) servePreseed(srv *ksserve.Server, guest string) []byte {
 	return p.Render()
 }
 
-// notice is a change the served preseed makes, and why.
+// notice is a change the served preseed makes, and why; one with no text
+// is the build VM's own business, not the user's.
 type notice struct{ question, typ, value, text string }
 
-// debianNotices are the served copy's changes that the user should hear
-// of, for a build and its --dry-run alike.
+// debianNotices are the served copy's answers that the build VM needs,
+// for a build and its --dry-run alike.
 func debianNotices(p *preseed.File) []notice {
 	var out []notice
 	if p.Security() == "" {
@@ -111,6 +114,12 @@ func debianNotices(p *preseed.File) []notice {
 			out = append(out, notice{"apt-setup/services-select", "multiselect", "",
 				"the preseed leaves apt-setup/services-select at d-i's default (security, updates), which the build VM cannot reach; the served copy selects none (give apt-setup/security_host and a --mirror to proxy one)"})
 		}
+	}
+	if _, ok := p.Get("netcfg/no_default_route"); !ok {
+		// QEMU's restricted user network gives no router by DHCP: kiln
+		// is on the VM's own subnet, and nothing else is reachable.
+		// Unanswered, netcfg asks whether to go on without one.
+		out = append(out, notice{"netcfg/no_default_route", "boolean", "true", ""})
 	}
 	if v, ok := p.Get("debian-installer/exit/poweroff"); !ok || v.Value != "true" {
 		out = append(out, notice{"debian-installer/exit/poweroff", "boolean", "true",
@@ -334,18 +343,21 @@ func debianScreen(serialLog string) string {
 			}
 			return r
 		}, l)
-		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "(1*installer)") && !strings.HasPrefix(l, "[") {
+		// The status line at the bottom: the consoles, and a clock.
+		if l = strings.TrimSpace(l); l != "" && !strings.Contains(l, "*installer)") && !statusClock.MatchString(l) {
 			lines = append(lines, l)
 		}
 	}
-	if len(lines) > 16 {
-		lines = lines[len(lines)-16:]
+	if len(lines) > 24 {
+		lines = lines[len(lines)-24:] // a screen
 	}
 	if len(lines) == 0 {
 		return ""
 	}
 	return "  " + strings.Join(lines, "\n  ")
 }
+
+var statusClock = regexp.MustCompile(`^\[ \w{3} \d\d \d\d:\d\d \]$`)
 
 // ansiEscape matches a terminal's control sequences: CSI, character set
 // designations, and other two-byte escapes.

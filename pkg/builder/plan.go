@@ -166,7 +166,9 @@ func (b *builder) debianPlan(p *BuildPlan, notices []string) (*BuildPlan, error)
 	sort.Strings(p.Mirrors)
 	p.Sources = b.debianSources()
 	for _, n := range debianNotices(o.Preseed) {
-		notices = append(notices, n.text)
+		if n.text != "" {
+			notices = append(notices, n.text)
+		}
 	}
 	p.Notices = notices
 	if err := b.planCmdline(p, work, opts); err != nil {

@@ -1,0 +1,122 @@
+package builder
+
+import (
+	"flag"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/kiln-build/kiln/ksserve"
+	"github.com/kiln-build/kiln/ksserve/cache"
+	"github.com/kiln-build/kiln/pkg/preseed"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+// golden compares got with testdata/name, or rewrites it with -update.
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	p := filepath.Join("testdata", name)
+	if *update {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to write it)", err)
+	}
+	if string(got) != string(want) {
+		t.Errorf("%s differs (go test -update rewrites it):\n got:\n%s\nwant:\n%s", p, got, want)
+	}
+}
+
+const userPreseed = `# the user's own
+d-i mirror/country string manual
+d-i mirror/http/hostname string deb.example.org
+d-i mirror/http/directory string /debian
+d-i mirror/http/proxy string http://proxy.example:3128/
+d-i passwd/root-password password s3cret
+d-i passwd/root-password-again password s3cret
+d-i preseed/late_command string \
+  wget -O /target/etc/motd @KILN_FILES@/motd; \
+  in-target wget -O /root/tool http://files.example/tools/tool
+`
+
+// TestServePreseed pins the preseed a Debian build serves: the proxy as
+// d-i's mirror, the files and --mirror URLs rewritten in the late command,
+// the log port, the report, the restore of apt's sources, and the
+// poweroff; the user's preseed is not changed, and Debian's own reader
+// accepts the result.
+func TestServePreseed(t *testing.T) {
+	p, err := preseed.Parse("user.cfg", []byte(userPreseed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	netboot := t.TempDir()
+	os.WriteFile(filepath.Join(netboot, "linux"), nil, 0o644)
+	os.WriteFile(filepath.Join(netboot, "initrd.gz"), nil, 0o644)
+	o := Options{Preseed: p, PreseedPath: "user.cfg", Netboot: netboot, Output: filepath.Join(t.TempDir(), "out"), FilesDir: t.TempDir(),
+		Mirrors: map[string]string{"tools": "http://files.example/tools/"}}
+	var notices []string
+	o.Events = func(ev Event) {
+		if ev.Event == "warning" {
+			notices = append(notices, ev.Message)
+		}
+	}
+	b := &builder{o: o, manifest: &Manifest{}}
+	if err := b.checkInputs(); err != nil {
+		t.Fatal(err)
+	}
+	c, err := cache.Open(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	srv, err := ksserve.New(ksserve.Config{Mirrors: b.upstreamsCache, Token: "TOKEN", Cache: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := b.servePreseed(srv, "http://10.0.2.100:8080")
+	golden(t, "served-preseed.cfg", served)
+	if got := string(p.Render()); got != userPreseed {
+		t.Errorf("the user's preseed changed:\n%s", got)
+	}
+	if len(notices) != 2 {
+		t.Errorf("notices %q, want the services and the poweroff", notices)
+	}
+	if _, err := preseed.Parse("served.cfg", served); err != nil {
+		t.Errorf("kiln cannot read its own served preseed: %v", err)
+	}
+	if tool, err := exec.LookPath("debconf-set-selections"); err == nil {
+		f := filepath.Join(t.TempDir(), "served.cfg")
+		os.WriteFile(f, served, 0o600)
+		if out, err := exec.Command(tool, "--checkonly", f).CombinedOutput(); err != nil || len(out) > 0 {
+			t.Errorf("debconf-set-selections --checkonly refuses the served preseed: %v\n%s", err, out)
+		}
+	}
+	if strings.Contains(string(served), "files.example/tools/tool") {
+		t.Error("the late command still fetches from the upstream, not the proxy")
+	}
+}
+
+// TestDebianScreen reads d-i's dialog back from a serial log it drew on
+// (testdata/di-serial.log: d-i 12 asking whether to go on without a
+// default route, as it did on QEMU's restricted user network before kiln
+// answered it).
+func TestDebianScreen(t *testing.T) {
+	screen := debianScreen(filepath.Join("testdata", "di-serial.log"))
+	for _, want := range []string{"[!!] Configure the network", "no default", "Continue without a default route?", "<Go Back>"} {
+		if !strings.Contains(screen, want) {
+			t.Errorf("the screen has no %q:\n%s", want, screen)
+		}
+	}
+	if strings.Contains(screen, "\x1b") {
+		t.Errorf("escape sequences remain:\n%q", screen)
+	}
+}
