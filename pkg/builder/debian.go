@@ -115,11 +115,14 @@ func debianNotices(p *preseed.File) []notice {
 				"the preseed leaves apt-setup/services-select at d-i's default (security, updates), which the build VM cannot reach; the served copy selects none (give apt-setup/security_host and a --mirror to proxy one)"})
 		}
 	}
+	// QEMU's restricted user network gives neither a router nor a name
+	// server by DHCP: kiln is on the VM's own subnet, by address, and
+	// nothing else is reachable. Unanswered, netcfg asks for both.
 	if _, ok := p.Get("netcfg/no_default_route"); !ok {
-		// QEMU's restricted user network gives no router by DHCP: kiln
-		// is on the VM's own subnet, and nothing else is reachable.
-		// Unanswered, netcfg asks whether to go on without one.
 		out = append(out, notice{"netcfg/no_default_route", "boolean", "true", ""})
+	}
+	if _, ok := p.Get("netcfg/get_nameservers"); !ok {
+		out = append(out, notice{"netcfg/get_nameservers", "string", "", ""})
 	}
 	if v, ok := p.Get("debian-installer/exit/poweroff"); !ok || v.Value != "true" {
 		out = append(out, notice{"debian-installer/exit/poweroff", "boolean", "true",
