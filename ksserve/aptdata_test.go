@@ -1,10 +1,17 @@
 package ksserve
 
 import (
+	"bufio"
 	"bytes"
 	"compress/gzip"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ulikunitz/xz"
 )
@@ -68,5 +75,56 @@ func TestPackagesSums(t *testing.T) {
 	}
 	if root, ok := archiveRoot("http://m/debian/dists/bookworm/main/binary-amd64/by-hash/SHA256/ab"); !ok || root != "http://m/debian/" {
 		t.Errorf("archiveRoot = %q, %v", root, ok)
+	}
+}
+
+// TestAptPipelined sends apt's way of asking: several GETs written at once
+// on one connection, before any response is read (HTTP/1.1 pipelining,
+// apt's Acquire::http::Pipeline-Depth). The responses come back in
+// order, each whole, and a package whose bytes disagree with the pinned
+// Packages index is refused without breaking the connection's order.
+func TestAptPipelined(t *testing.T) {
+	e := newEnv(t, "")
+	deb := bytes.Repeat([]byte("deb!"), 50000)
+	bad := bytes.Repeat([]byte("bad!"), 100)
+	pkgs := "Package: a\nFilename: pool/main/a/a_1_all.deb\nSHA256: " + sum(deb) + "\n\n" +
+		"Package: b\nFilename: pool/main/b/b_1_all.deb\nSHA256: " + sum([]byte("something else")) + "\n\n"
+	release := "Suite: kiln\nSHA256:\n " + sum([]byte(pkgs)) + " " + strconv.Itoa(len(pkgs)) + " main/binary-all/Packages\n"
+	e.up.set(base+"dists/kiln/Release", []byte(release))
+	e.up.set(base+"dists/kiln/main/binary-all/Packages", []byte(pkgs))
+	e.up.set(base+"pool/main/a/a_1_all.deb", deb)
+	e.up.set(base+"pool/main/b/b_1_all.deb", bad)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(e.ts.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	paths := []string{"dists/kiln/Release", "dists/kiln/main/binary-all/Packages", "pool/main/a/a_1_all.deb", "pool/main/b/b_1_all.deb", "pool/main/a/a_1_all.deb"}
+	var reqs strings.Builder
+	for _, p := range paths {
+		fmt.Fprintf(&reqs, "GET %s HTTP/1.1\r\nHost: kiln\r\nUser-Agent: Debian APT-HTTP/1.3\r\n\r\n", e.mirror(p))
+	}
+	if _, err := io.WriteString(conn, reqs.String()); err != nil {
+		t.Fatal(err)
+	}
+	conn.SetDeadline(time.Now().Add(20 * time.Second))
+	br := bufio.NewReader(conn)
+	want := []struct {
+		code int
+		body []byte
+	}{{200, []byte(release)}, {200, []byte(pkgs)}, {200, deb}, {502, nil}, {200, deb}}
+	for i, w := range want {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("response %d (%s): %v", i, paths[i], err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatalf("response %d (%s): %v", i, paths[i], err)
+		}
+		if resp.StatusCode != w.code || (w.body != nil && !bytes.Equal(body, w.body)) {
+			t.Errorf("response %d (%s): %d, %d bytes; want %d", i, paths[i], resp.StatusCode, len(body), w.code)
+		}
 	}
 }
