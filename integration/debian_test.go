@@ -121,7 +121,8 @@ func (c *okCounter) status() int {
 }
 
 // TestDebianInstall builds Debian 12 with d-i through kiln, twice on one
-// cache. On a mirror that lacks installer components d-i needs, as the
+// cache: from the netboot directory, then from an ISO holding the same
+// kernel and initrd in install.amd/. On a mirror that lacks installer components d-i needs, as the
 // archive this machine reaches does (it serves every .deb of bookworm but
 // only some of its .udebs), the build must fail fast with d-i's own
 // error, a screendump and no image, and the second attempt must take no
@@ -153,11 +154,30 @@ func TestDebianInstall(t *testing.T) {
 	kilnCache := filepath.Join(dir, "cache")
 	complete := !needsMissing(d.MissingUdebs)
 	var firstBytes int64
+	// The second round boots the same d-i from an ISO, read without
+	// mounting it, as a Debian installer ISO's install.amd/ is.
+	debISO := filepath.Join(dir, "debian-12-netinst.iso")
+	tree := filepath.Join(dir, "iso-tree")
+	os.MkdirAll(filepath.Join(tree, "install.amd"), 0o755)
+	for from, to := range map[string]string{"linux": "vmlinuz", "initrd.gz": "initrd.gz"} {
+		if err := os.Symlink(filepath.Join(fixtures.Netboot, from), filepath.Join(tree, "install.amd", to)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	xorriso := testutil.RequireTool(t, "xorriso")
+	if out, err := exec.Command(xorriso, "-as", "mkisofs", "-quiet", "-follow-links", "-R", "-J", "-V", "Debian 12 amd64 n", "-o", debISO, tree).CombinedOutput(); err != nil {
+		t.Fatalf("xorriso: %v\n%s", err, out)
+	}
 	for round := 0; round < 2; round++ {
 		out := filepath.Join(dir, "debian12-"+string(rune('a'+round)))
-		args := []string{"--json", "build", "--preseed", pre, "--netboot", fixtures.Netboot, "--files", files,
+		source := []string{"--netboot", fixtures.Netboot}
+		if round == 1 {
+			source = []string{"--iso", debISO}
+		}
+		args := append([]string{"--json", "build", "--preseed", pre}, source...)
+		args = append(args, "--files", files,
 			"--cache-dir", kilnCache, "--accel", "tcg", "--memory", "1G", "--disk-size", "4G", "--format", "raw", "-o", out,
-			"--inactivity", "3m", "--timeout", "60m"}
+			"--inactivity", "3m", "--timeout", "60m")
 		if complete {
 			args = append(args, "--verify")
 		}

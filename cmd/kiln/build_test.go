@@ -2,10 +2,14 @@ package main
 
 import (
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/kiln-build/kiln/internal/testutil"
@@ -143,5 +147,49 @@ func TestOzInstallFlags(t *testing.T) {
 				t.Errorf("exit %d, want %d; output lacks %q:\n%s%s", code, tt.code, tt.want, out, errOut)
 			}
 		})
+	}
+}
+
+// TestOzInstallDebian runs oz-install on an Oz Debian TDL: -a is the
+// preseed, and the TDL's url is d-i's netboot directory, whose
+// debian-installer/amd64/linux kiln fetches through its proxy, as Oz
+// fetches it. The netboot server here has no kernel, so the build stops
+// there, having asked for it at Oz's path.
+func TestOzInstallDebian(t *testing.T) {
+	testutil.RequireTool(t, "qemu-system-x86_64")
+	var mu sync.Mutex
+	var asked []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		asked = append(asked, r.URL.Path)
+		mu.Unlock()
+		http.NotFound(w, r)
+	}))
+	defer srv.Close()
+	netboot := srv.URL + "/debian/dists/bookworm/main/installer-amd64/current/images/netboot/"
+	tdl := writeFile(t, "debian.tdl", "<template><name>deb12</name><os><name>Debian</name><version>12</version><arch>x86_64</arch>"+
+		"<install type='url'><url>"+netboot+"</url></install></os><packages><package name='curl'/></packages></template>")
+	pre := writeFile(t, "debian.cfg", "d-i mirror/http/hostname string "+strings.TrimPrefix(srv.URL, "http://")+"\nd-i mirror/http/directory string /debian\n")
+	disk := filepath.Join(t.TempDir(), "deb12.dsk")
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	code, out, errOut := kiln(t, "", "oz-install", "-a", pre, "-s", disk, tdl)
+	if code == 0 {
+		t.Fatalf("oz-install succeeded with no kernel to boot:\n%s%s", out, errOut)
+	}
+	want := "/debian/dists/bookworm/main/installer-amd64/current/images/netboot/debian-installer/amd64/linux"
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Contains(asked, want) {
+		t.Errorf("kiln asked for %q, not Oz's %s:\n%s", asked, want, errOut)
+	}
+	if !strings.Contains(errOut, "linux") {
+		t.Errorf("the error does not name the kernel it could not fetch:\n%s", errOut)
+	}
+	if _, err := os.Stat(disk); err == nil {
+		t.Error("a failed build left the disk")
+	}
+	code, _, errOut = kiln(t, "", "oz-install", "-s", disk, tdl)
+	if code != 2 || !strings.Contains(errOut, "is a Debian TDL: give its preseed with -a") {
+		t.Errorf("without -a: exit %d\n%s", code, errOut)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/kiln-build/kiln/ksserve"
 	"github.com/kiln-build/kiln/ksserve/cache"
 	"github.com/kiln-build/kiln/pkg/preseed"
+	"github.com/kiln-build/kiln/pkg/tdl"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -118,5 +119,37 @@ func TestDebianScreen(t *testing.T) {
 	}
 	if strings.Contains(screen, "\x1b") {
 		t.Errorf("escape sequences remain:\n%q", screen)
+	}
+}
+
+// TestDebianTDL: with a Debian TDL, as oz-install -u gives it, the TDL's
+// url is the netboot directory and its packages join pkgsel/include; the
+// caller's preseed is not changed.
+func TestDebianTDL(t *testing.T) {
+	p, err := preseed.Parse("user.cfg", []byte("d-i mirror/http/hostname string deb.example.org\nd-i pkgsel/include string openssh-server\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl, err := tdl.Parse([]byte("<template><name>d</name><os><name>Debian</name><version>12</version><arch>x86_64</arch>" +
+		"<install type='url'><url>http://deb.example.org/debian/dists/bookworm/main/installer-amd64/current/images/netboot/</url></install></os>" +
+		"<packages><package name='curl'/><package name='vim'/></packages></template>"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &builder{o: Options{Preseed: p, TDL: tmpl, Output: filepath.Join(t.TempDir(), "out")}, manifest: &Manifest{}}
+	if err := b.checkInputs(); err != nil {
+		t.Fatal(err)
+	}
+	if want := "http://deb.example.org/debian/dists/bookworm/main/installer-amd64/current/images/netboot/debian-installer/amd64/"; b.o.Netboot != want {
+		t.Errorf("netboot %q, want %q", b.o.Netboot, want)
+	}
+	if got := b.o.Preseed.Value("pkgsel/include"); got != "openssh-server curl vim" {
+		t.Errorf("pkgsel/include = %q", got)
+	}
+	if got := p.Value("pkgsel/include"); got != "openssh-server" {
+		t.Errorf("the caller's preseed changed: %q", got)
+	}
+	if b.upstreamsCache[netbootMirror] != b.o.Netboot {
+		t.Errorf("the netboot URL is not an upstream: %v", b.upstreamsCache)
 	}
 }
