@@ -1,6 +1,7 @@
 package builder
 
 import (
+	"encoding/json"
 	"flag"
 	"os"
 	"os/exec"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/kiln-build/kiln/ksserve"
 	"github.com/kiln-build/kiln/ksserve/cache"
+	"github.com/kiln-build/kiln/pkg/kickstart"
 	"github.com/kiln-build/kiln/pkg/preseed"
 	"github.com/kiln-build/kiln/pkg/tdl"
 )
@@ -151,5 +153,36 @@ func TestDebianTDL(t *testing.T) {
 	}
 	if b.upstreamsCache[netbootMirror] != b.o.Netboot {
 		t.Errorf("the netboot URL is not an upstream: %v", b.upstreamsCache)
+	}
+}
+
+// TestPlanGolden pins what --dry-run prints for a build from an install
+// tree and for a Debian build: the plan and its QEMU command line.
+func TestPlanGolden(t *testing.T) {
+	netboot := t.TempDir()
+	os.WriteFile(filepath.Join(netboot, "linux"), nil, 0o644)
+	os.WriteFile(filepath.Join(netboot, "initrd.gz"), nil, 0o644)
+	out := filepath.Join(t.TempDir(), "out")
+	p, err := preseed.Parse("user.cfg", []byte(userPreseed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks := kickstart.Parse("k.ks", []byte("text\nrootpw --lock\nautopart\n"), kickstart.Options{Version: kickstart.RHEL9})
+	for _, tc := range []struct {
+		name string
+		o    Options
+	}{
+		{"plan-tree.json", Options{Kickstart: ks, TreeURL: "http://mirror.example/rocky/9/BaseOS/x86_64/os/", Output: out}},
+		{"plan-debian.json", Options{Preseed: p, PreseedPath: "user.cfg", Netboot: "http://deb.example.org/debian/dists/bookworm/main/installer-amd64/current/images/netboot/debian-installer/amd64/", Output: out}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.o.RelayExe, tc.o.Accel = "/usr/bin/kiln", "tcg"
+			plan, err := Plan(tc.o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			js, _ := json.MarshalIndent(plan, "", "  ")
+			golden(t, tc.name, []byte(strings.ReplaceAll(string(js), filepath.Dir(out), "OUTDIR")+"\n"))
+		})
 	}
 }

@@ -97,16 +97,6 @@ func Plan(o Options) (*BuildPlan, error) {
 		opts = append(opts, qemu.WithKernel(filepath.Join(work, "vmlinuz"), filepath.Join(work, "initrd.img"),
 			installArgs("inst.stage2="+tree, "inst.repo="+tree)))
 	}
-	opts = append(opts, qemu.WithMemory(o.MemoryMiB), qemu.WithCPUs(o.CPUs),
-		qemu.WithDisk(qemu.Disk{Path: filepath.Join(work, "disk.raw"), Format: "raw", Unsafe: true}),
-		fencedNet(guestHost+":PORT", "127.0.0.1:PORT", o.RelayExe, bootFile(o.Boot, guest+"/TOKEN/boot/boot.ipxe")))
-	if o.Firmware == "uefi" {
-		fw, err := qemu.FindOVMF(false)
-		if err != nil {
-			return nil, err
-		}
-		opts = append(opts, qemu.WithFirmware(fw))
-	}
 	if err := b.planCmdline(p, work, opts); err != nil {
 		return nil, err
 	}
