@@ -202,6 +202,100 @@ func (b *buildEnv) run(t *testing.T, args ...string) (string, error) {
 	return stdout.String(), nil
 }
 
+// runInTerminal is run with kiln's stderr a real terminal: tmux's, 150
+// columns wide. It returns every distinct screen tmux showed while kiln
+// ran, read with capture-pane each time the pane had output (tmux's
+// pipe-pane copies it to a FIFO this reads), and kiln's exit status.
+func (b *buildEnv) runInTerminal(t *testing.T, args ...string) (screens []string, err error) {
+	t.Helper()
+	tmux := testutil.RequireTool(t, "tmux")
+	argv, _ := json.Marshal(append([]string{kiln(t)}, args...))
+	serve := fmt.Sprintf("%d=%s %d=%s", b.mirrorPort, mirrorDir, b.filesPort, b.filesDir)
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "pane")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sock := "kiln-" + filepath.Base(dir)
+	tm := func(a ...string) ([]byte, error) { return exec.Command(tmux, append([]string{"-L", sock, "-f", "/dev/null"}, a...)...).CombinedOutput() }
+	script := fmt.Sprintf("tmux -L %s wait-for start\nexport KILN_NETNS_HELPER=1 KILN_NETNS_RUN=%s KILN_NETNS_SERVE=%s\n"+
+		"unshare --user --map-root-user --net %s -test.run='^$' >%s\necho KILN-EXIT=$?\ntmux -L %s wait-for end\n",
+		sock, shellQuote(string(argv)), shellQuote(serve), shellQuote(os.Args[0]), shellQuote(filepath.Join(dir, "stdout")), sock)
+	os.WriteFile(filepath.Join(dir, "run.sh"), []byte(script), 0o755)
+	if out, err := tm("new-session", "-d", "-s", "kiln", "-x", "150", "-y", "12", "sh "+filepath.Join(dir, "run.sh")); err != nil {
+		t.Fatalf("tmux: %v\n%s", err, out)
+	}
+	defer tm("kill-server")
+	if out, err := tm("pipe-pane", "-o", "-t", "kiln", "cat > "+fifo); err != nil {
+		t.Fatalf("tmux pipe-pane: %v\n%s", err, out)
+	}
+	f, err := os.Open(fifo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	tm("wait-for", "-S", "start")
+	buf := make([]byte, 64<<10)
+	var tail string
+	seen := map[string]bool{}
+	for {
+		n, rerr := f.Read(buf)
+		tail += string(buf[:n])
+		if len(tail) > 256 {
+			tail = tail[len(tail)-256:]
+		}
+		screen, err := tm("capture-pane", "-p", "-t", "kiln")
+		if err != nil {
+			return screens, fmt.Errorf("tmux capture-pane: %w", err)
+		}
+		if s := string(screen); !seen[s] {
+			seen[s] = true
+			screens = append(screens, s)
+		}
+		if m := regexp.MustCompile(`KILN-EXIT=(\d+)`).FindStringSubmatch(tail); m != nil {
+			tm("wait-for", "-S", "end")
+			if m[1] != "0" {
+				return screens, fmt.Errorf("kiln %s: exit %s\n%s", strings.Join(args, " "), m[1], screens[len(screens)-1])
+			}
+			return screens, nil
+		}
+		if rerr != nil {
+			return screens, fmt.Errorf("the pane's output ended before kiln did: %v", rerr)
+		}
+	}
+}
+
+// barLine is the install's bar as kiln draws it on a terminal: the step
+// or package, the proxy's bytes, the bar, n/N, and the elapsed time with
+// an estimate of what is left.
+var barLine = regexp.MustCompile(`install: \S.* · mirror [0-9.]+ [KMGT]?i?B · cache [0-9.]+ [KMGT]?i?B +\d+% \|.*\| \(\d+/\d+\) \[[0-9hms.]+:[0-9hms.]+\]`)
+
+// checkBar wants a screen that shows the bar with a count under way, and
+// a last screen with no bar left on it and kiln's summary.
+func checkBar(t *testing.T, screens []string) {
+	t.Helper()
+	var bars int
+	for _, s := range screens {
+		for _, line := range strings.Split(s, "\n") {
+			if barLine.MatchString(line) {
+				bars++
+			}
+		}
+	}
+	if bars == 0 {
+		t.Errorf("no screen showed the install's bar; %d screens, the last:\n%s", len(screens), screens[len(screens)-1])
+	}
+	last := screens[len(screens)-1]
+	if strings.Contains(last, "· mirror") {
+		t.Errorf("the bar is still on the last screen:\n%s", last)
+	}
+	if !strings.Contains(last, "kiln: manifest") {
+		t.Errorf("the last screen lacks the last phase:\n%s", last)
+	}
+}
+
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
 func readManifest(t testing.TB, p string) *builder.Manifest {
 	b, err := os.ReadFile(p)
 	if err != nil {
@@ -422,14 +516,17 @@ func TestBuildTDLOnly(t *testing.T) {
 </template>
 `), 0o644)
 	out := filepath.Join(b.dir, "tdl-only")
-	stderr, err := b.run(t, "build", "--tdl", tdl, "-o", out, "--format", "raw", "--accel", "tcg", "--memory", "1G", "--cpus", "1",
+	// On a terminal, as a user at a shell runs it: the install's bar.
+	screens, err := b.runInTerminal(t, "build", "--tdl", tdl, "-o", out, "--format", "raw", "--accel", "tcg", "--memory", "1G", "--cpus", "1",
 		"--disk-size", "3G", "--cache-dir", b.cache, "--inactivity", "2m", "--files", b.filesDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Contains(stderr, "tdl-secret") {
+	all := strings.Join(screens, "\n")
+	if strings.Contains(all, "tdl-secret") {
 		t.Errorf("the root password reached kiln's output")
 	}
+	checkBar(t, screens)
 	for path, want := range map[string]string{
 		"/etc/tdl-file.conf":        "from = tdl",
 		"/root/tdl-command":         "commanded",

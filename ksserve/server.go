@@ -236,6 +236,11 @@ func (s *Server) FilesPath() string { return "/" + s.token + "/files/" }
 // anything, which the VM inactivity watchdog watches.
 func (s *Server) Activity() uint64 { return s.servedBytes.Load() + s.requests.Load() }
 
+// Totals returns the byte counts so far, without the per-object records.
+func (s *Server) Totals() Stats {
+	return Stats{UpstreamBytes: s.upstreamBytes.Load(), CacheBytes: s.cacheBytes.Load()}
+}
+
 // Stats returns the accounting so far.
 func (s *Server) Stats() Stats {
 	s.mu.Lock()

@@ -7,7 +7,11 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
 
 	"github.com/kiln-build/kiln/pkg/builder"
 	"github.com/kiln-build/kiln/pkg/kickstart"
@@ -229,18 +233,29 @@ func doBuild(ctx context.Context, e *env, o builder.Options) error {
 	return nil
 }
 
-// progress shows a build's events: NDJSON with --json; on a terminal, the
-// phase and the installer's package count on one line that updates;
-// otherwise a line per phase and per tenth of the packages.
+// progress shows a build's events: NDJSON with --json; on a terminal, a
+// bar for the install (the installer's step, packages n/N, elapsed time
+// and an ETA, bytes from the mirrors and from the cache) under a line per
+// phase; otherwise a line per phase, per installer step and per tenth of
+// the packages. Events come from several goroutines (the VM's two logs,
+// the proxy's counts).
 type progress struct {
-	e       *env
-	tty     bool
-	started bool
-	lastPct int
-	open    bool // a \r line is showing
+	e  *env
+	mu sync.Mutex
+
+	started  bool
+	tty      bool
+	lastPct  int
+	bar      *progressbar.ProgressBar
+	total    int    // the bar's max: 0 until the installer gives a count
+	step     string // the installer's current step, or package
+	upstream int64
+	cached   int64
 }
 
 func (p *progress) event(ev builder.Event) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if p.e.json {
 		writeJSON(p.e.stdout, ev)
 		return
@@ -248,9 +263,7 @@ func (p *progress) event(ev builder.Event) {
 	if !p.started {
 		p.started = true
 		if f, ok := p.e.stderr.(*os.File); ok {
-			if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
-				p.tty = true
-			}
+			p.tty = term.IsTerminal(int(f.Fd()))
 		}
 	}
 	switch ev.Event {
@@ -258,16 +271,33 @@ func (p *progress) event(ev builder.Event) {
 		p.clear()
 		fmt.Fprintf(p.e.stderr, "kiln: %s\n", ev.Phase)
 		p.lastPct = -1
+		if ev.Phase == "install" && p.tty {
+			p.newBar(-1)
+		}
 	case "warning":
 		p.clear()
 		fmt.Fprintf(p.e.stderr, "kiln: warning: %s\n", ev.Message)
+		if p.tty {
+			p.newBar(p.barMax())
+		}
+	case "stats":
+		p.upstream, p.cached = ev.UpstreamBytes, ev.CacheBytes
+		p.describe()
 	case "progress":
-		if ev.Total <= 0 {
-			return
+		if ev.Message != "" {
+			p.step = ev.Message
+			if !p.tty {
+				fmt.Fprintf(p.e.stderr, "kiln: %s: %s\n", ev.Phase, ev.Message)
+			}
+		}
+		if ev.Package != "" {
+			p.step = ev.Package
 		}
 		if p.tty {
-			fmt.Fprintf(p.e.stderr, "\r\033[Kkiln: %s %d/%d %s", ev.Phase, ev.Done, ev.Total, ev.Package)
-			p.open = true
+			p.show(ev)
+			return
+		}
+		if ev.Total <= 0 {
 			return
 		}
 		if pct := ev.Done * 10 / ev.Total; pct != p.lastPct {
@@ -277,14 +307,72 @@ func (p *progress) event(ev builder.Event) {
 	}
 }
 
-func (p *progress) clear() {
-	if p.open {
-		fmt.Fprint(p.e.stderr, "\r\033[K")
-		p.open = false
+func (p *progress) barMax() int {
+	if p.total > 0 {
+		return p.total
+	}
+	return -1
+}
+
+// newBar starts the install's bar: a spinner until the installer says
+// how many packages it installs (max -1), then a bar of them.
+func (p *progress) newBar(max int) {
+	p.bar = progressbar.NewOptions(max,
+		progressbar.OptionSetWriter(p.e.stderr),
+		progressbar.OptionSetWidth(24),
+		progressbar.OptionShowCount(),
+		progressbar.OptionSetPredictTime(true),
+		progressbar.OptionShowElapsedTimeOnFinish(),
+		progressbar.OptionThrottle(200*time.Millisecond),
+		progressbar.OptionSpinnerType(14),
+		progressbar.OptionFullWidth(),
+	)
+	p.describe()
+}
+
+func (p *progress) show(ev builder.Event) {
+	if p.bar == nil {
+		p.newBar(-1)
+	}
+	if ev.Total > 0 && ev.Total != p.total {
+		p.total = ev.Total
+		p.bar.ChangeMax(ev.Total)
+	}
+	p.describe()
+	if ev.Done > 0 && p.total > 0 {
+		p.bar.Set(ev.Done)
+	} else {
+		p.bar.Add(0)
 	}
 }
 
-func (p *progress) finish() { p.clear() }
+// describe puts the step and the proxy's bytes before the bar.
+func (p *progress) describe() {
+	if p.bar == nil {
+		return
+	}
+	d := "install"
+	if p.step != "" {
+		d += ": " + p.step
+	}
+	if p.upstream > 0 || p.cached > 0 {
+		d += fmt.Sprintf(" · mirror %s · cache %s", humanBytes(p.upstream), humanBytes(p.cached))
+	}
+	p.bar.Describe(d)
+}
+
+func (p *progress) clear() {
+	if p.bar != nil {
+		p.bar.Clear()
+		p.bar = nil
+	}
+}
+
+func (p *progress) finish() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.clear()
+}
 
 // dryRunBuild prints what a build would do. It validates as a build
 // does, but downloads and boots nothing.

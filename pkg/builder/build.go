@@ -117,13 +117,17 @@ type Options struct {
 // Event is one thing a build reports as it goes: a phase starting, the
 // installer's progress, a warning, or the result.
 type Event struct {
-	Event   string  `json:"event"` // "phase", "progress", "warning", "result"
+	Event   string  `json:"event"` // "phase", "progress", "stats", "warning", "result"
 	Phase   string  `json:"phase,omitempty"`
-	Message string  `json:"message,omitempty"`
+	Message string  `json:"message,omitempty"` // for progress, the installer's current step
 	Package string  `json:"package,omitempty"`
 	Done    int     `json:"done,omitempty"`
 	Total   int     `json:"total,omitempty"`
 	Seconds float64 `json:"seconds,omitempty"`
+	// For stats, sent every few seconds of the install: the bytes the
+	// proxy took from the mirrors and served from its cache so far.
+	UpstreamBytes int64 `json:"upstream_bytes,omitempty"`
+	CacheBytes    int64 `json:"cache_bytes,omitempty"`
 }
 
 // InputError is a mistake in the build's inputs, found before anything is

@@ -239,6 +239,9 @@ var debianSteps = map[string]string{
 // debianLine follows d-i's log for progress.
 func (b *builder) debianLine(src, line string) {
 	b.log.Debug(line, "log", src)
+	if src != "anaconda" {
+		return // d-i's console is its dialogs; its log is the syslog
+	}
 	if m := debianStep.FindStringSubmatch(line); m != nil {
 		step := m[1]
 		if name, ok := debianSteps[step]; ok {

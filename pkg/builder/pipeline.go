@@ -783,6 +783,27 @@ func (b *builder) install(ctx context.Context, srv *ksserve.Server, src *source,
 	if err != nil {
 		return nil, accel, err
 	}
+	// The proxy's byte counts, for the progress display, while the VM
+	// runs.
+	statsDone := make(chan struct{})
+	defer close(statsDone)
+	go func() {
+		tick := time.NewTicker(2 * time.Second)
+		defer tick.Stop()
+		var last ksserve.Stats
+		for {
+			select {
+			case <-statsDone:
+				return
+			case <-tick.C:
+				st := srv.Totals()
+				if st.UpstreamBytes != last.UpstreamBytes || st.CacheBytes != last.CacheBytes {
+					last = st
+					b.emit(Event{Event: "stats", Phase: "install", UpstreamBytes: st.UpstreamBytes, CacheBytes: st.CacheBytes})
+				}
+			}
+		}
+	}()
 	res, err := qemu.Run(ctx, cfg, qemu.RunOptions{
 		TempDir: b.work, Keep: o.Keep, Timeout: o.Timeout, Inactivity: o.Inactivity,
 		Activity: srv.Activity, Accel: accel, Log: b.log, OnLine: onLine, Fatal: fatal,
