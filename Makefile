@@ -6,7 +6,7 @@ LDFLAGS := -X main.version=$(VERSION)
 BIN := bin/kiln
 FUZZTIME ?= 30s
 # Packages with fuzz targets, and the target in each.
-FUZZ := ./pkg/treeinfo:FuzzParse ./pkg/builder:FuzzPackages ./pkg/kickstart:FuzzParse ./pkg/tdl:FuzzParse ./pkg/initrd:FuzzReader ./ksserve:FuzzPaths ./ksserve:FuzzRequest ./iso:FuzzReader ./pkg/fat:FuzzReader ./integration/internal/anaconda:FuzzParseLocation ./ksserve/tftp:FuzzParseRequest
+FUZZ := ./pkg/treeinfo:FuzzParse ./pkg/builder:FuzzPackages ./pkg/kickstart:FuzzParse ./pkg/tdl:FuzzParse ./ksserve:FuzzPaths ./ksserve:FuzzRequest ./iso:FuzzReader ./pkg/fat:FuzzReader ./integration/internal/anaconda:FuzzParseLocation ./ksserve/tftp:FuzzParseRequest
 
 .PHONY: help setup bench-setup build fixtures test bench bench-proxy bench-proxy-link bench-netboot bench-iso bench-build bench-vm fuzz lint demo clean
 

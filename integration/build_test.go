@@ -217,7 +217,9 @@ func (b *buildEnv) runInTerminal(t *testing.T, args ...string) (screens []string
 		t.Fatal(err)
 	}
 	sock := "kiln-" + filepath.Base(dir)
-	tm := func(a ...string) ([]byte, error) { return exec.Command(tmux, append([]string{"-L", sock, "-f", "/dev/null"}, a...)...).CombinedOutput() }
+	tm := func(a ...string) ([]byte, error) {
+		return exec.Command(tmux, append([]string{"-L", sock, "-f", "/dev/null"}, a...)...).CombinedOutput()
+	}
 	script := fmt.Sprintf("tmux -L %s wait-for start\nexport KILN_NETNS_HELPER=1 KILN_NETNS_RUN=%s KILN_NETNS_SERVE=%s\n"+
 		"unshare --user --map-root-user --net %s -test.run='^$' >%s\necho KILN-EXIT=$?\ntmux -L %s wait-for end\n",
 		sock, shellQuote(string(argv)), shellQuote(serve), shellQuote(os.Args[0]), shellQuote(filepath.Join(dir, "stdout")), sock)

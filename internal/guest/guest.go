@@ -132,6 +132,9 @@ func Initramfs(path, init string, modules []string, extra []initrd.Entry) error 
 	list := strings.Join(order, "\n") + "\n"
 	entries = append(entries, initrd.Entry{Name: "modules/order", Mode: 0o644, Content: strings.NewReader(list), Size: int64(len(list))})
 	entries = append(entries, initrd.Entry{Name: "dev", Mode: fs.ModeDir | 0o755})
+	// /dev/console must exist before devtmpfs is mounted, or init starts
+	// with no stdin and stdout.
+	entries = append(entries, initrd.Entry{Name: "dev/console", Mode: fs.ModeCharDevice | 0o600, Major: 5, Minor: 1})
 	entries = append(entries, extra...)
 	out, err := os.Create(path)
 	if err != nil {
@@ -139,14 +142,6 @@ func Initramfs(path, init string, modules []string, extra []initrd.Entry) error 
 	}
 	w := bufio.NewWriter(out)
 	if err := initrd.WriteArchive(w, entries, 0); err != nil {
-		out.Close()
-		return err
-	}
-	// /dev/console must exist before devtmpfs is mounted, or init starts
-	// with no stdin and stdout.
-	cw := initrd.NewWriter(w)
-	cw.CharDev("dev/console", 0o600, 5, 1)
-	if err := cw.Close(); err != nil {
 		out.Close()
 		return err
 	}
