@@ -1,19 +1,24 @@
 package integration
 
 import (
+	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/kiln-build/kiln/integration/fixtures"
 	"github.com/kiln-build/kiln/internal/testutil"
+	"github.com/kiln-build/kiln/qemu"
 )
 
 // The Debian tests run Debian's real installer, d-i from Debian's
@@ -76,14 +81,21 @@ type debianMirror struct {
 	mu    sync.Mutex
 	bytes int64
 	paths []string
+	// udeb is closed at the first request for an installer component:
+	// d-i has then checked the mirror, its Release and its index.
+	udeb     chan struct{}
+	udebOnce sync.Once
 }
 
 func newDebianMirror(t *testing.T, root string) *debianMirror {
-	m := &debianMirror{}
+	m := &debianMirror{udeb: make(chan struct{})}
 	fs := http.StripPrefix("/debian", http.FileServer(http.Dir(root)))
 	m.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		cw := &okCounter{ResponseWriter: w}
 		fs.ServeHTTP(cw, r)
+		if strings.HasSuffix(r.URL.Path, ".udeb") {
+			m.udebOnce.Do(func() { close(m.udeb) })
+		}
 		m.mu.Lock()
 		m.paths = append(m.paths, r.URL.Path+" "+http.StatusText(cw.status()))
 		if cw.status() == http.StatusOK || cw.status() == http.StatusPartialContent {
@@ -380,5 +392,91 @@ func TestDebianPreseedRefused(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
 		t.Errorf("the refused build left files: %v", entries)
+	}
+}
+
+// TestServePreseedToDI boots Debian's d-i on QEMU's NAT network, as a
+// machine on the network boots, with url= naming kiln serve --preseed: d-i
+// fetches the preseed from kiln, which points its mirror at kiln's proxy,
+// and goes on through the mirror check (Release, Release.gpg, the udeb
+// index) to the installer components, all through kiln.
+func TestServePreseedToDI(t *testing.T) {
+	testutil.RequireTool(t, "qemu-system-x86_64")
+	testutil.RequireFile(t, filepath.Join(fixtures.Netboot, "initrd.gz"))
+	cache, err := fixtures.DefaultCache()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := fixtures.LoadDebian(cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mirror := newDebianMirror(t, d.Root)
+	dir := t.TempDir()
+	pre := filepath.Join(dir, "debian.cfg")
+	os.WriteFile(pre, []byte(debianPreseed(strings.TrimPrefix(mirror.URL, "http://"))), 0o600)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cmd := exec.CommandContext(ctx, kiln(t), "--json", "serve", "--preseed", pre, "--cache-dir", filepath.Join(dir, "cache"), "--allow", "127.0.0.0/8")
+	stdout, _ := cmd.StdoutPipe()
+	var stderr lockedBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cancel(); cmd.Wait() }()
+	var ev struct {
+		Event   string `json:"event"`
+		Preseed string `json:"preseed_url"`
+		Cmdline string `json:"kernel_cmdline"`
+	}
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		if json.Unmarshal(sc.Bytes(), &ev) == nil && ev.Event == "serving" {
+			break
+		}
+	}
+	go func() {
+		for sc.Scan() {
+			stderr.Write(append(sc.Bytes(), '\n'))
+		}
+	}()
+	if ev.Preseed == "" || !strings.Contains(ev.Cmdline, "url="+ev.Preseed) {
+		t.Fatalf("no serving event with the preseed's URL: %+v\n%s", ev, stderr.String())
+	}
+	// The VM reaches the host's loopback at 10.0.2.2.
+	u, _ := url.Parse(ev.Preseed)
+	u.Host = "10.0.2.2:" + u.Port()
+	args := strings.Replace(ev.Cmdline, ev.Preseed, u.String(), 1) + " console=ttyS0 ipv6.disable=1"
+	cfg, err := qemu.New(qemu.WithMemory(1024), qemu.WithCPUs(1), qemu.WithAccel("tcg"), qemu.WithUserNet(qemu.UserNet{}),
+		qemu.WithKernel(filepath.Join(fixtures.Netboot, "linux"), filepath.Join(fixtures.Netboot, "initrd.gz"), args))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vmctx, stopVM := context.WithCancel(ctx)
+	defer stopVM()
+	go func() {
+		select {
+		case <-mirror.udeb:
+		case <-vmctx.Done():
+		}
+		stopVM()
+	}()
+	res, err := qemu.Run(vmctx, cfg, qemu.RunOptions{TempDir: t.TempDir(), Keep: true, Timeout: 15 * time.Minute, Inactivity: 5 * time.Minute})
+	select {
+	case <-mirror.udeb:
+	default:
+		t.Fatalf("d-i never asked kiln's proxy for an installer component: %v\n%s\nkiln serve:\n%s", err, tail(res), stderr.String())
+	}
+	_, paths := mirror.taken()
+	requireServed(t, paths, "/debian/dists/bookworm/Release OK", "/debian/dists/bookworm/Release.gpg OK",
+		"/debian/dists/bookworm/main/debian-installer/binary-amd64/Packages.xz OK")
+	cancel()
+	log := stderr.String()
+	if !strings.Contains(log, `"msg":"preseed fetched","client":"127.0.0.1:`) {
+		t.Errorf("kiln serve did not log the machine that fetched its preseed:\n%s", log)
+	}
+	if strings.Contains(log, "r00tme") {
+		t.Error("the preseed's password reached kiln serve's log")
 	}
 }

@@ -26,6 +26,7 @@ import (
 const serveUsage = `Usage:
   kiln serve --ks FILE [--iso ISO]... [--mirror NAME=URL]... [--files DIR] [--listen ADDR]
              [--advertise HOST | --url URL] [--allow CIDR]... [--tftp ADDR] [--append ARGS] [--offline]
+  kiln serve --preseed FILE [--mirror NAME=URL]... [--files DIR] [--listen ADDR] [--advertise HOST | --url URL] [--allow CIDR]...
 
 Serves a kickstart, a caching proxy of each mirror it uses, and a directory
 of files, for PXE and physical installs. The kickstart's url, repo,
@@ -41,6 +42,11 @@ and iPXE's chainload binaries (from Debian's ipxe package). --iso twice
 serves a boot ISO and a package DVD. --tftp serves the boot files by TFTP
 too, for PXE ROMs. kiln runs no DHCP: it prints the lines to add to
 dnsmasq, ISC dhcpd or Kea.
+
+With --preseed, the same for Debian's installer: the preseed at
+/TOKEN/preseed.cfg, its mirror (mirror/http/*) pointing at the proxy, which
+checks every package against the archive's index; boot d-i with the
+printed "auto=true priority=critical url=...".
 
 Everything is served under a random token in the path, and only on
 loopback unless --listen says otherwise; --allow limits the clients.
