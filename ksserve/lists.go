@@ -3,15 +3,14 @@ package ksserve
 import (
 	"context"
 	"encoding/xml"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"regexp"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/kiln-build/kiln/internal/httpget"
 	"github.com/kiln-build/kiln/ksserve/cache"
 	"github.com/kiln-build/kiln/pkg/kickstart"
 )
@@ -81,28 +80,9 @@ func resolveList(ctx context.Context, client *http.Client, s kickstart.NetSource
 func getSmall(ctx context.Context, client *http.Client, u string, limit int64) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return nil, fmt.Errorf("not a valid URL")
-	}
-	req.Header.Set("User-Agent", "kiln")
-	resp, err := client.Do(req)
-	if err != nil {
-		if inner := errors.Unwrap(err); inner != nil {
-			err = inner // net/http's *url.Error repeats the URL, user name and all
-		}
-		return nil, fmt.Errorf("fetching %s: %w", cache.Redact(u), err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("fetching %s: %s", cache.Redact(u), resp.Status)
-	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	b, err := httpget.Get(ctx, client, u, limit)
 	if err != nil {
 		return nil, fmt.Errorf("fetching %s: %w", cache.Redact(u), err)
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("fetching %s: more than %d bytes", cache.Redact(u), limit)
 	}
 	return b, nil
 }

@@ -16,6 +16,8 @@ import (
 	"syscall"
 
 	"github.com/kiln-build/kiln/internal/fileutil"
+	"github.com/kiln-build/kiln/internal/httpget"
+	"github.com/kiln-build/kiln/ksserve/cache"
 	"github.com/kiln-build/kiln/pkg/treeinfo"
 
 	"github.com/kiln-build/kiln/iso"
@@ -190,21 +192,9 @@ func (p *progressWriter) Write(b []byte) (int, error) {
 // checksumFor reads a checksum file (sha256sum's format, or the BSD
 // "SHA256 (name) = sum" one) and returns the sum listed for name.
 func checksumFor(ctx context.Context, client *http.Client, listURL, name string) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, listURL, nil)
+	b, err := httpget.Get(ctx, client, listURL, 1<<20)
 	if err != nil {
-		return "", err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return "", fmt.Errorf("fetching the checksum file %s: %w", listURL, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("fetching the checksum file %s: %s", listURL, resp.Status)
-	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return "", err
+		return "", fmt.Errorf("fetching the checksum file %s: %w", cache.Redact(listURL), err)
 	}
 	for _, line := range strings.Split(string(b), "\n") {
 		f := strings.Fields(line)

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"net/http"
 	"os"
@@ -15,6 +14,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/kiln-build/kiln/internal/httpget"
 )
 
 // Diagnostic is one error or warning, tied to the line it is about.
@@ -399,26 +400,15 @@ func (p *parser) fetch(target string) ([]byte, error) {
 	if client == nil {
 		client = &http.Client{Timeout: 30 * time.Second}
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("fetching: %s", resp.Status)
-	}
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxIncludeSize+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(data) > maxIncludeSize {
+	data, err := httpget.Get(ctx, client, target, maxIncludeSize)
+	var se *httpget.StatusError
+	switch {
+	case errors.As(err, &se):
+		return nil, fmt.Errorf("fetching: %s", se.Status)
+	case errors.Is(err, httpget.ErrTooLarge):
 		return nil, errors.New("larger than 16 MiB")
 	}
-	return data, nil
+	return data, err
 }
 
 func firstWord(s string) (string, string) {

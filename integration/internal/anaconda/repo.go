@@ -23,6 +23,8 @@ import (
 	"strings"
 
 	rpmutils "github.com/sassoftware/go-rpmutils"
+
+	"github.com/kiln-build/kiln/internal/httpget"
 )
 
 // Repo is a yum repository's package list and groups.
@@ -104,19 +106,11 @@ const maxMetadata = 256 << 20
 
 // Fetch GETs url whole, up to 256 MiB; anything but a 200 is an error.
 func Fetch(ctx context.Context, client *http.Client, url string) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	b, err := httpget.Get(ctx, client, url, maxMetadata)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", url, err)
 	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s: %s", url, resp.Status)
-	}
-	return io.ReadAll(io.LimitReader(resp.Body, maxMetadata))
+	return b, nil
 }
 
 // LoadRepo reads a repository's metadata from baseURL.
