@@ -462,7 +462,10 @@ func TestServePreseedToDI(t *testing.T) {
 		}
 		stopVM()
 	}()
-	res, err := qemu.Run(vmctx, cfg, qemu.RunOptions{TempDir: t.TempDir(), Keep: true, Timeout: 15 * time.Minute, Inactivity: 5 * time.Minute})
+	// No inactivity watchdog: this VM has no disk, and without kiln's
+	// log port (a build's served preseed adds it; kiln serve's does not)
+	// nothing moves while d-i detects hardware and fetches the preseed.
+	res, err := qemu.Run(vmctx, cfg, qemu.RunOptions{TempDir: t.TempDir(), Keep: true, Timeout: 20 * time.Minute})
 	select {
 	case <-mirror.udeb:
 	default:
