@@ -47,7 +47,7 @@ bench-netboot: bench-setup ## kiln serve --iso serving out of the ISO against ng
 bench-iso: bench-setup ## kiln iso against cp and xorriso on a 2 GB DVD-like image (ext4, and XFS with reflinks as root)
 	$(GO) test -run '^$$' -bench Remaster -benchtime 1x -timeout 60m ./iso
 
-bench-build: bench-setup ## kiln build --boot direct against --boot iso and Debian's packer, on the DVD fixture
+bench-build: bench-setup ## kiln build --boot direct against --boot iso and Debian's packer, on the DVD fixture; what --accel auto adds over tcg; the output phases apart
 	$(GO) test -run '^$$' -bench Build -benchtime 2x -timeout 60m ./integration
 
 bench-vm: bench-setup ## kiln's supervision overhead over a bare qemu-system-x86_64
