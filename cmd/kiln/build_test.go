@@ -193,3 +193,24 @@ func TestOzInstallDebian(t *testing.T) {
 		t.Errorf("without -a: exit %d\n%s", code, errOut)
 	}
 }
+
+func TestPreseedValidate(t *testing.T) {
+	good := writeFile(t, "good.cfg", "d-i mirror/http/hostname string deb.example.org\nd-i a/b bool true\n")
+	bad := writeFile(t, "bad.cfg", "d-i mirror/http/hostname string deb.example.org\nd-i broken\n")
+	deb := writeFile(t, "d.tdl", "<template><name>d</name><os><name>Debian</name><version>12</version><arch>x86_64</arch><install type='url'><url>http://deb.example.org/netboot/</url></install></os></template>")
+	for _, tt := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"preseed", "validate", good}, 0, good + ": valid preseed, 1 selections, mirror http://deb.example.org/debian/"},
+		{[]string{"preseed", "validate", good}, 0, `good.cfg:2: unknown type "bool"; debconf skips the line`},
+		{[]string{"preseed", "validate", bad, good}, 3, bad + ":2: parse error"},
+		{[]string{"tdl", "validate", deb}, 0, deb + ": valid TDL for Debian 12 (d-i, with a preseed)"},
+	} {
+		code, out, errOut := kiln(t, "", tt.args...)
+		if code != tt.code || !strings.Contains(out+errOut, tt.want) {
+			t.Errorf("%v: exit %d, want %d; output lacks %q:\n%s%s", tt.args, code, tt.code, tt.want, out, errOut)
+		}
+	}
+}

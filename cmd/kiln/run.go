@@ -93,6 +93,7 @@ func commands() []command {
 	return []command{
 		{"ks", "check and render kickstarts (ks validate, ks render)", runKS},
 		{"tdl", "check Oz TDL templates (tdl validate)", runTDL},
+		{"preseed", "check Debian preseeds (preseed validate)", runPreseed},
 		{"build", "install a kickstart or TDL in QEMU and write disk images and a manifest", runBuild},
 		{"oz-install", "oz-install's flags and meanings, for migrating scripts", runOzInstall},
 		{"iso", "remaster an installer ISO with a kickstart; iso inspect", runISO},

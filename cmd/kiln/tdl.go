@@ -37,6 +37,15 @@ func runTDL(ctx context.Context, e *env, args []string) error {
 	bad := 0
 	for _, name := range fs.Args() {
 		t, err := tdl.ParseFile(name)
+		if err == nil && t.OS.Name == "Debian" {
+			// Oz installs Debian with d-i and a preseed (oz-install -a).
+			if e.json {
+				writeJSON(e.stdout, map[string]any{"event": "result", "file": name, "valid": true, "os": t.OS.Name, "installer": "d-i"})
+			} else {
+				fmt.Fprintf(e.stdout, "%s: valid TDL for %s %s (d-i, with a preseed)\n", name, t.OS.Name, t.OS.Version)
+			}
+			continue
+		}
 		if err == nil {
 			var v fmt.Stringer
 			v, err = t.KickstartVersion()
