@@ -288,14 +288,17 @@ func (b *builder) debianSources() []Source {
 }
 
 // debianPackages is the manifest's package list from the target's
-// dpkg-query report, with the sha256 of each .deb the proxy served.
-func debianPackages(report []byte, st ksserve.Stats) []Package {
+// dpkg-query report, with the sha256 of each .deb the proxy served, or
+// the installer ISO holds.
+func debianPackages(report []byte, st ksserve.Stats, isoPath string) []Package {
 	byFile := map[string]string{}
 	for _, o := range st.Objects {
 		if strings.HasSuffix(o.Path, ".deb") && o.SHA256 != "" {
 			byFile[path.Base(o.Path)] = o.SHA256
 		}
 	}
+	var onISO map[string]*iso.File
+	var isoFile *os.File
 	var out []Package
 	for _, line := range strings.Split(string(report), "\n") {
 		f := strings.Split(strings.TrimSpace(line), "\t")
@@ -310,8 +313,18 @@ func debianPackages(report []byte, st ksserve.Stats) []Package {
 				v = v[i+1:]
 			}
 		}
-		p.SHA256 = byFile[p.Name+"_"+v+"_"+p.Arch+".deb"]
+		name := p.Name + "_" + v + "_" + p.Arch + ".deb"
+		p.SHA256 = byFile[name]
+		if p.SHA256 == "" && isoPath != "" {
+			if onISO == nil {
+				onISO, isoFile = filesOnISO(isoPath, ".deb")
+			}
+			p.SHA256 = sumOnISO(onISO, name)
+		}
 		out = append(out, p)
+	}
+	if isoFile != nil {
+		isoFile.Close()
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name+out[i].Arch < out[j].Name+out[j].Arch })
 	return out

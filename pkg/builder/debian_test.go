@@ -186,3 +186,29 @@ func TestPlanGolden(t *testing.T) {
 		})
 	}
 }
+
+// TestDebianPackages joins the target's dpkg-query report with the .debs
+// the proxy served: the pool's file name has the version without its
+// epoch.
+func TestDebianPackages(t *testing.T) {
+	st := ksserve.Stats{Objects: []ksserve.ObjectRecord{
+		{Path: "pool/main/a/apt/apt_2.6.1_amd64.deb", SHA256: strings.Repeat("a", 64)},
+		{Path: "pool/main/a/attr/libattr1_2.5.1-4_amd64.deb", SHA256: strings.Repeat("b", 64)},
+		{Path: "pool/main/b/base-files/base-files_12.4+deb12u11_amd64.udeb", SHA256: strings.Repeat("c", 64)},
+	}}
+	report := "libattr1\t1:2.5.1-4\tamd64\napt\t2.6.1\tamd64\nbase-files\t12.4+deb12u11\tamd64\nbroken line\n"
+	got := debianPackages([]byte(report), st, "")
+	want := []Package{
+		{Name: "apt", Version: "2.6.1", Arch: "amd64", SHA256: strings.Repeat("a", 64)},
+		{Name: "base-files", Version: "12.4+deb12u11", Arch: "amd64"},
+		{Name: "libattr1", Version: "1:2.5.1-4", Arch: "amd64", SHA256: strings.Repeat("b", 64)},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %+v", got)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("package %d: %+v, want %+v", i, got[i], want[i])
+		}
+	}
+}

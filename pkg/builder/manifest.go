@@ -155,14 +155,9 @@ func packages(report []byte, st ksserve.Stats, isoPath string) []Package {
 		p.SHA256 = byFile[p.filename()]
 		if p.SHA256 == "" && isoPath != "" {
 			if onISO == nil {
-				onISO, isoFile = rpmsOnISO(isoPath)
+				onISO, isoFile = filesOnISO(isoPath, ".rpm")
 			}
-			if file := onISO[p.filename()]; file != nil {
-				h := sha256.New()
-				if _, err := io.Copy(h, file.Open()); err == nil {
-					p.SHA256 = hex.EncodeToString(h.Sum(nil))
-				}
-			}
+			p.SHA256 = sumOnISO(onISO, p.filename())
 		}
 		out = append(out, p)
 	}
@@ -173,8 +168,22 @@ func packages(report []byte, st ksserve.Stats, isoPath string) []Package {
 	return out
 }
 
-// rpmsOnISO indexes the RPMs on an installer ISO by file name.
-func rpmsOnISO(p string) (map[string]*iso.File, *os.File) {
+// sumOnISO is the sha256 of the file named name on the ISO, or "".
+func sumOnISO(onISO map[string]*iso.File, name string) string {
+	file := onISO[name]
+	if file == nil {
+		return ""
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, file.Open()); err != nil {
+		return ""
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// filesOnISO indexes the packages on an installer ISO, the files whose
+// names end in suffix (".rpm", ".deb"), by file name.
+func filesOnISO(p, suffix string) (map[string]*iso.File, *os.File) {
 	out := map[string]*iso.File{}
 	f, err := os.Open(p)
 	if err != nil {
@@ -189,7 +198,7 @@ func rpmsOnISO(p string) (map[string]*iso.File, *os.File) {
 		return out, f
 	}
 	r.Walk(func(file *iso.File) error {
-		if strings.HasSuffix(file.Name, ".rpm") {
+		if strings.HasSuffix(file.Name, suffix) {
 			out[path.Base(file.Name)] = file
 		}
 		return nil

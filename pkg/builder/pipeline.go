@@ -215,7 +215,7 @@ func (b *builder) run(ctx context.Context) (*Manifest, error) {
 	st := srv.Stats()
 	m.UpstreamBytes, m.CacheBytes = st.UpstreamBytes, st.CacheBytes
 	if debian {
-		m.Packages = debianPackages(report, st)
+		m.Packages = debianPackages(report, st, src.iso)
 	} else {
 		m.Packages = packages(report, st, src.iso)
 	}
