@@ -9,7 +9,7 @@ import (
 )
 
 const cacheUsage = `Usage:
-  kiln cache [--cache-dir DIR]                 report the mirror cache's size
+  kiln cache [--cache-dir DIR]                 report the cache's size (mirror objects and downloaded ISOs)
   kiln cache clean [--older-than DUR] [--max-size SIZE] [--cache-dir DIR]
 
 clean removes objects unused for longer than --older-than, then the least
@@ -26,7 +26,7 @@ func runCache(ctx context.Context, e *env, args []string) error {
 		args = args[1:]
 	}
 	fs := flagSet(e, "cache", cacheUsage)
-	dir := fs.String("cache-dir", "", "mirror cache (default ~/.cache/kiln/mirror)")
+	dir := fs.String("cache-dir", "", "the cache of mirror objects and ISOs (default ~/.cache/kiln/mirror)")
 	olderThan := fs.Duration("older-than", 0, "with clean: remove objects unused this long")
 	maxSize := fs.String("max-size", "", "with clean: shrink the cache to this size (e.g. 20G)")
 	if err := parseFlags(fs, args); err != nil {

@@ -36,6 +36,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -434,10 +435,7 @@ func (c *Cache) removeDeadTemps() {
 
 // Size returns the bytes the cache holds and how many objects.
 func (c *Cache) Size() (bytes int64, objects int, err error) {
-	err = filepath.WalkDir(filepath.Join(c.dir, "objects"), func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
+	err = c.walk(func(p string, d fs.DirEntry) error {
 		info, err := d.Info()
 		if err != nil {
 			return err
@@ -447,6 +445,26 @@ func (c *Cache) Size() (bytes int64, objects int, err error) {
 		return nil
 	})
 	return bytes, objects, err
+}
+
+// walk calls fn for each object and each whole file (File), but not for
+// a file's download in progress.
+func (c *Cache) walk(fn func(p string, d fs.DirEntry) error) error {
+	for _, sub := range []string{"objects", "files"} {
+		err := filepath.WalkDir(filepath.Join(c.dir, sub), func(p string, d fs.DirEntry, err error) error {
+			if errors.Is(err, fs.ErrNotExist) && p == filepath.Join(c.dir, sub) {
+				return filepath.SkipDir
+			}
+			if err != nil || d.IsDir() || strings.HasSuffix(p, ".part") {
+				return err
+			}
+			return fn(p, d)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Prune removes objects not fetched or used since before, then the least
@@ -459,10 +477,7 @@ func (c *Cache) Prune(before time.Time, maxBytes int64) (int64, error) {
 		mtime time.Time
 	}
 	var objs []obj
-	err := filepath.WalkDir(filepath.Join(c.dir, "objects"), func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
+	err := c.walk(func(p string, d fs.DirEntry) error {
 		info, err := d.Info()
 		if err != nil {
 			return err

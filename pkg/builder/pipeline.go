@@ -107,7 +107,7 @@ func (b *builder) run(ctx context.Context) (*Manifest, error) {
 	guest := fmt.Sprintf("http://%s:%d", guestHost, port)
 	var src *source
 	if o.ISO != "" {
-		if src, err = b.isoSource(ctx); err != nil {
+		if src, err = b.isoSource(ctx, mc); err != nil {
 			return nil, err
 		}
 		m.Inputs = append(m.Inputs, b.input("iso", src.iso))
@@ -284,48 +284,39 @@ func (b *builder) openCache() (*cache.Cache, *http.Client, error) {
 }
 
 // isoSource finds the installer ISO: a local one, or one downloaded into
-// the cache.
-func (b *builder) isoSource(ctx context.Context) (*source, error) {
+// the cache, where a second build finds it.
+func (b *builder) isoSource(ctx context.Context, mc *cache.Cache) (*source, error) {
 	o := b.o
-	{
-		p := o.ISO
-		if isURL(p) {
-			if o.Offline {
-				return nil, &InputError{fmt.Errorf("--offline: the ISO %s is a URL", p)}
-			}
+	p := o.ISO
+	if isURL(p) {
+		if o.Offline {
+			return nil, &InputError{fmt.Errorf("--offline: the ISO %s is a URL", cache.Redact(p))}
+		}
+		want := ""
+		if o.TDL != nil && o.TDL.Install.SHA256Sum != "" {
 			client, err := ksserve.NewUpstreamClient(o.CA)
 			if err != nil {
 				return nil, &InputError{err}
 			}
-			want := ""
-			if o.TDL != nil && o.TDL.Install.SHA256Sum != "" {
-				if want, err = checksumFor(ctx, client, o.TDL.Install.SHA256Sum, path.Base(p)); err != nil {
-					return nil, err
-				}
-			}
-			dir := filepath.Join(o.CacheDir, "isos")
-			if o.CacheDir == "" {
-				d, err := cache.DefaultDir()
-				if err != nil {
-					return nil, err
-				}
-				dir = filepath.Join(filepath.Dir(d), "isos")
-			}
-			last := time.Now()
-			if p, err = download(ctx, client, o.ISO, dir, want, func(done, total int64) {
-				if time.Since(last) > time.Second {
-					last = time.Now()
-					b.emit(Event{Event: "progress", Phase: "source", Message: "downloading the ISO", Done: int(done >> 20), Total: int(total >> 20)})
-				}
-			}); err != nil {
+			if want, err = checksumFor(ctx, client, o.TDL.Install.SHA256Sum, path.Base(p)); err != nil {
 				return nil, err
 			}
 		}
-		if o.Preseed != nil {
-			return openDebianISO(p)
+		last := time.Now()
+		var err error
+		if p, err = mc.File(ctx, o.ISO, want, func(done, total int64) {
+			if time.Since(last) > time.Second {
+				last = time.Now()
+				b.emit(Event{Event: "progress", Phase: "source", Message: "downloading the ISO", Done: int(done >> 20), Total: int(total >> 20)})
+			}
+		}); err != nil {
+			return nil, err
 		}
-		return openISO(p)
 	}
+	if o.Preseed != nil {
+		return openDebianISO(p)
+	}
+	return openISO(p)
 }
 
 // treeSource reads an install tree's .treeinfo, which names the kernel
