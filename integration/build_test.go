@@ -699,10 +699,11 @@ func TestBuildFromISOURL(t *testing.T) {
 			isoIn = &m.Inputs[i]
 		}
 	}
-	if isoIn == nil || isoIn.SHA256 != strings.Fields(string(sum))[0] || !strings.HasPrefix(isoIn.Path, b.cache) {
+	// The ISO is in the one cache, with the mirror's objects.
+	if isoIn == nil || isoIn.SHA256 != strings.Fields(string(sum))[0] || !strings.HasPrefix(isoIn.Path, filepath.Join(b.cache, "files")+"/") {
 		t.Errorf("the manifest's ISO input: %+v", isoIn)
 	}
-	if parts, _ := filepath.Glob(filepath.Join(b.cache, "isos", "*.part")); len(parts) != 0 {
+	if parts, _ := filepath.Glob(filepath.Join(b.cache, "files", "*.part")); len(parts) != 0 {
 		t.Errorf("partial downloads left: %v", parts)
 	}
 }
