@@ -82,4 +82,3 @@ func TestFile(t *testing.T) {
 		t.Error("Prune left the ISO")
 	}
 }
-
