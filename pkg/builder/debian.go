@@ -47,9 +47,11 @@ const (
 // the network being configured and asks for name servers, which DHCP
 // would have given: d-i gets IPv4 alone. Those after "---" are also the
 // installed system's: its console on the serial port kiln's boot check
-// reads, as well as the screen. d-i's own frontend runs on the last
-// console, the screen, where a screendump shows an error dialog; its log
-// comes over kiln's log port (debianLogCommand).
+// reads, as well as the screen. In preseed mode d-i runs its frontend on
+// one console, which here is the serial port (its reopen-console finds no
+// preferred one and takes the first): kiln reads the dialog of a failure
+// from the serial log (debianScreen); d-i's log comes over kiln's log port
+// (debianLogCommand).
 var debianArgs = []string{"auto=true", "priority=critical", "ipv6.disable=1", "---", "console=ttyS0", "console=tty0"}
 
 // debianLogCommand is prepended to preseed/early_command in the served
