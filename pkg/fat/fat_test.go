@@ -2,7 +2,10 @@ package fat
 
 import (
 	"bytes"
+	"compress/gzip"
 	"errors"
+	"flag"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -27,7 +30,7 @@ func mkfat(t *testing.T, kib, fatBits string) string {
 		t.Fatalf("mkfs.fat: %v %s", err, out)
 	}
 	cfg := filepath.Join(dir, "grub.cfg")
-	os.WriteFile(cfg, []byte(strings.Repeat("menuentry 'Install Rocky Linux 9' { linuxefi /images/pxeboot/vmlinuz quiet }\n", 100)), 0o644)
+	os.WriteFile(cfg, grubCfg, 0o644)
 	long := filepath.Join(dir, "a-long-file-name.conf")
 	os.WriteFile(long, []byte("long name"), 0o644)
 	for _, c := range [][]string{
@@ -44,29 +47,92 @@ func mkfat(t *testing.T, kib, fatBits string) string {
 	return img
 }
 
-func TestReadFile(t *testing.T) {
-	for _, tc := range []struct{ kib, bits string }{{"2048", ""}, {"20480", "16"}, {"40960", "32"}} {
-		img := mkfat(t, tc.kib, tc.bits)
-		data, _ := os.ReadFile(img)
-		f, err := NewReader(bytes.NewReader(data), int64(len(data)))
+// grubCfg is what mkfat puts in EFI/BOOT/grub.cfg.
+var grubCfg = []byte(strings.Repeat("menuentry 'Install Rocky Linux 9' { linuxefi /images/pxeboot/vmlinuz quiet }\n", 100))
+
+var update = flag.Bool("update", false, "rewrite the committed images in testdata/ with mkfs.fat and mtools")
+
+// fatSizes are the committed images: FAT12, FAT16 and FAT32 as mkfs.fat
+// makes them, each holding mkfat's two files.
+var fatSizes = []struct{ kib, bits string }{{"2048", ""}, {"20480", "16"}, {"40960", "32"}}
+
+func committedName(bits string) string {
+	if bits == "" {
+		bits = "12"
+	}
+	return filepath.Join("testdata", "fat"+bits+".img.gz")
+}
+
+// committed returns a committed image's bytes: tests that read FAT need
+// no outside tool. -update makes them again.
+func committed(t *testing.T, kib, bits string) []byte {
+	t.Helper()
+	if *update {
+		data, err := os.ReadFile(mkfat(t, kib, bits))
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := f.ReadFile("/efi/boot/GRUB.CFG")
-		want, _ := os.ReadFile(filepath.Join(filepath.Dir(img), "grub.cfg"))
-		if err != nil || !bytes.Equal(got, want) {
-			t.Errorf("FAT%d: grub.cfg = %d bytes, %v", f.Type, len(got), err)
+		var gz bytes.Buffer
+		zw := gzip.NewWriter(&gz)
+		zw.Write(data)
+		zw.Close()
+		if err := os.WriteFile(committedName(bits), gz.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
 		}
-		if got, err := f.ReadFile("EFI/BOOT/a-long-file-name.conf"); err != nil || string(got) != "long name" {
-			t.Errorf("FAT%d: long name: %q, %v", f.Type, got, err)
+	}
+	f, err := os.Open(committedName(bits))
+	if err != nil {
+		t.Fatalf("%v (go test -update makes it)", err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+func checkRead(t *testing.T, data []byte, bits string) {
+	t.Helper()
+	f, err := NewReader(bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := f.ReadFile("/efi/boot/GRUB.CFG")
+	if err != nil || !bytes.Equal(got, grubCfg) {
+		t.Errorf("FAT%d: grub.cfg = %d bytes, %v", f.Type, len(got), err)
+	}
+	if got, err := f.ReadFile("EFI/BOOT/a-long-file-name.conf"); err != nil || string(got) != "long name" {
+		t.Errorf("FAT%d: long name: %q, %v", f.Type, got, err)
+	}
+	if _, err := f.ReadFile("EFI/nope"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("FAT%d: missing file: %v", f.Type, err)
+	}
+	wantType := map[string]int{"": 12, "16": 16, "32": 32}[bits]
+	if f.Type != wantType {
+		t.Errorf("type FAT%d, want FAT%d", f.Type, wantType)
+	}
+}
+
+// TestReadFile reads the committed images, made by mkfs.fat and mtools.
+func TestReadFile(t *testing.T) {
+	for _, tc := range fatSizes {
+		checkRead(t, committed(t, tc.kib, tc.bits), tc.bits)
+	}
+}
+
+// TestReadFreshImages reads images this host's mkfs.fat makes now.
+func TestReadFreshImages(t *testing.T) {
+	for _, tc := range fatSizes {
+		data, err := os.ReadFile(mkfat(t, tc.kib, tc.bits))
+		if err != nil {
+			t.Fatal(err)
 		}
-		if _, err := f.ReadFile("EFI/nope"); !errors.Is(err, fs.ErrNotExist) {
-			t.Errorf("FAT%d: missing file: %v", f.Type, err)
-		}
-		wantType := map[string]int{"": 12, "16": 16, "32": 32}[tc.bits]
-		if f.Type != wantType {
-			t.Errorf("type FAT%d, want FAT%d", f.Type, wantType)
-		}
+		checkRead(t, data, tc.bits)
 	}
 }
 
