@@ -2,13 +2,19 @@ package iso
 
 import (
 	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"flag"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -37,8 +43,11 @@ var longName = strings.Repeat("a-very-long-rpm-name-", 9) + "1.x86_64.rpm"
 // longTarget is a symlink target that needs continued SL entries.
 var longTarget = strings.Repeat("../some-directory", 20) + "/target"
 
-// buildTree lays out an installer-like tree with the awkward cases.
-func buildTree(t testing.TB, root string) {
+// buildPlainTree lays out an installer-like tree with the awkward cases:
+// a 200-character name, modes, deep directories, an empty file, 300
+// files in one directory, and symlinks, one with a target long enough for
+// continued SL entries.
+func buildPlainTree(t testing.TB, root string) {
 	t.Helper()
 	w := func(p, content string, mode os.FileMode) {
 		full := filepath.Join(root, p)
@@ -65,6 +74,22 @@ func buildTree(t testing.TB, root string) {
 	}
 	os.Symlink(".treeinfo", filepath.Join(root, "link-to-treeinfo"))
 	os.Symlink(longTarget, filepath.Join(root, "long-link"))
+}
+
+// buildTree lays out an installer-like tree with the awkward cases and
+// the boot files.
+func buildTree(t testing.TB, root string) {
+	t.Helper()
+	buildPlainTree(t, root)
+	w := func(p, content string, mode os.FileMode) {
+		full := filepath.Join(root, p)
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(content), mode); err != nil {
+			t.Fatal(err)
+		}
+	}
 	b, err := os.ReadFile("/usr/lib/ISOLINUX/isolinux.bin")
 	if err != nil {
 		t.Fatal(err)
@@ -435,5 +460,81 @@ func TestImplantMD5MatchesIsomd5sum(t *testing.T) {
 	a[len(a)-20*SectorSize] ^= 0xff
 	if ok, err := CheckMD5(bytes.NewReader(a)); ok || err == nil {
 		t.Error("a damaged image passed")
+	}
+}
+
+var updateImage = flag.Bool("update", false, "rewrite testdata/plain.iso.gz and its listing with xorriso")
+
+// TestCommittedImage reads a committed image (testdata/plain.iso.gz, 60
+// KiB: the awkward tree above, Rock Ridge and Joliet, made by xorriso)
+// against its committed listing, so that the reader's cases are tested
+// on a host without xorriso. -update makes both again.
+func TestCommittedImage(t *testing.T) {
+	img := filepath.Join("testdata", "plain.iso.gz")
+	listing := filepath.Join("testdata", "plain.iso.list")
+	if *updateImage {
+		testutil.RequireTool(t, "xorriso")
+		tree := filepath.Join(t.TempDir(), "tree")
+		buildPlainTree(t, tree)
+		out := filepath.Join(t.TempDir(), "plain.iso")
+		run(t, "xorriso", "-as", "mkisofs", "-quiet", "-o", out, "-V", "PLAIN", "-R", "-J", "-joliet-long", tree)
+		data, _ := os.ReadFile(out)
+		var gz bytes.Buffer
+		zw := gzip.NewWriter(&gz)
+		zw.Write(data)
+		zw.Close()
+		os.WriteFile(img, gz.Bytes(), 0o644)
+	}
+	f, err := os.Open(img)
+	if err != nil {
+		t.Fatalf("%v (go test -update makes it)", err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := NewReader(bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	if err := r.Walk(func(f *File) error {
+		line := fmt.Sprintf("%s %v %d", f.Path, f.Mode, f.Size)
+		switch {
+		case f.Mode&fs.ModeSymlink != 0:
+			line += " -> " + f.Target
+		case f.Mode.IsRegular():
+			sum := sha256.New()
+			io.Copy(sum, f.Open())
+			line += " " + hex.EncodeToString(sum.Sum(nil))[:16]
+		}
+		lines = append(lines, line)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(lines)
+	got := strings.Join(lines, "\n") + "\n"
+	if *updateImage {
+		os.WriteFile(listing, []byte(got), 0o644)
+	}
+	want, err := os.ReadFile(listing)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != string(want) {
+		t.Errorf("the committed image reads differently from %s:\n%s", listing, got)
+	}
+	if len(lines) < 300 || !strings.Contains(got, longName) || !strings.Contains(got, "-> "+longTarget) {
+		t.Errorf("the listing lacks the awkward cases: %d lines", len(lines))
+	}
+	files, err := r.JolietReadDir("BaseOS/Packages")
+	if err != nil || len(files) != 1 || !strings.HasSuffix(files[0].Name, ".rpm") {
+		t.Errorf("Joliet: %v, %v", files, err)
 	}
 }
