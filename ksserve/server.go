@@ -204,6 +204,24 @@ func (s *Server) SetKickstart(ks []byte) {
 	s.mu.Unlock()
 }
 
+// anyHostName is in every form of AnyHost that withHost replaces.
+const anyHostName = "kiln-host"
+
+// sedLiteral escapes a host for a basic regular expression, as
+// kickstart.SedCommand does.
+var sedLiteral = strings.NewReplacer(".", `\.`, "[", `\[`, "]", `\]`)
+
+// withHost puts base, the server as a client reaches it, where a served
+// document names AnyHost, in its three forms: the URL; the host alone
+// (a preseed's mirror/http/hostname); and the host as a sed pattern, in
+// the script that gives the installed system its own URLs back.
+func withHost(doc []byte, base string) []byte {
+	host, anyHost := strings.TrimPrefix(base, "http://"), strings.TrimPrefix(AnyHost, "http://")
+	doc = bytes.ReplaceAll(doc, []byte(AnyHost), []byte(base))
+	doc = bytes.ReplaceAll(doc, []byte(sedLiteral.Replace(anyHost)), []byte(sedLiteral.Replace(host)))
+	return bytes.ReplaceAll(doc, []byte(anyHost), []byte(host))
+}
+
 // SetPreseed sets the Debian preseed served at PreseedPath. AnyHost in
 // it, and its host part alone (mirror/http/hostname has no scheme), are
 // replaced per request with the address the client came by.
@@ -395,13 +413,13 @@ func (s *Server) route(w *countingWriter, r *http.Request) string {
 		s.mu.Lock()
 		ks := s.cfg.Kickstart
 		s.mu.Unlock()
-		if bytes.Contains(ks, []byte(AnyHost)) {
+		if bytes.Contains(ks, []byte(anyHostName)) {
 			base, ok := s.base(r)
 			if !ok {
 				http.Error(w, "bad Host header", http.StatusBadRequest)
 				return "kickstart"
 			}
-			ks = bytes.ReplaceAll(ks, []byte(AnyHost), []byte(base))
+			ks = withHost(ks, base)
 		}
 		before := w.n
 		http.ServeContent(w, r, "ks.cfg", time.Time{}, bytes.NewReader(ks))
@@ -423,8 +441,7 @@ func (s *Server) route(w *countingWriter, r *http.Request) string {
 			http.Error(w, "bad Host header", http.StatusBadRequest)
 			return "preseed"
 		}
-		doc = bytes.ReplaceAll(doc, []byte(AnyHost), []byte(base))
-		doc = bytes.ReplaceAll(doc, []byte(strings.TrimPrefix(AnyHost, "http://")), []byte(strings.TrimPrefix(base, "http://")))
+		doc = withHost(doc, base)
 		before := w.n
 		http.ServeContent(w, r, "preseed.cfg", time.Time{}, bytes.NewReader(doc))
 		// Which machines took their preseed, never what it holds.

@@ -153,6 +153,11 @@ func TestServeToApt(t *testing.T) {
 		if !bytes.Contains(served, []byte("d-i mirror/http/hostname string "+host+"\n")) {
 			t.Fatalf("the served preseed does not name the proxy %s:\n%s", host, served)
 		}
+		// The late command gives the installed system the mirror back,
+		// matching the proxy's URL as this client reaches it.
+		if want := "s|http://" + strings.ReplaceAll(host, ".", `\.`) + "/"; !bytes.Contains(served, []byte(want)) || bytes.Contains(served, []byte("kiln-host")) {
+			t.Errorf("the restore does not match the proxy %s:\n%s", host, served)
+		}
 		state := filepath.Join(dir, fmt.Sprintf("apt-%d", round))
 		src := "deb [trusted=yes] " + mirror + " kiln main\n"
 		if out, err := apt(t, state, src, "update"); err != nil || bytes.Contains(out, []byte("Err:")) {

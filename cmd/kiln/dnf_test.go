@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -45,6 +47,18 @@ func TestServeToDNF(t *testing.T) {
 	for round := 0; round < 2; round++ {
 		before := bodyBytes.Load()
 		base := serveInBackground(t, ks, cacheDir)
+		// The served kickstart names kiln as this client reaches it,
+		// in its URLs and in the restore script's sed patterns alike.
+		resp, err := http.Get(base + "ks.cfg")
+		if err != nil {
+			t.Fatal(err)
+		}
+		served, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if host := strings.TrimPrefix(strings.SplitN(base, "/", 4)[2], ""); bytes.Contains(served, []byte("kiln-host")) ||
+			!bytes.Contains(served, []byte("s|http://"+strings.ReplaceAll(host, ".", `\.`)+"/")) {
+			t.Errorf("round %d: the served kickstart does not name kiln as %s everywhere:\n%s", round, host, served)
+		}
 		root := filepath.Join(dir, "root", string(rune('a'+round)))
 		conf := filepath.Join(dir, "dnf.conf")
 		os.WriteFile(conf, []byte("[main]\ngpgcheck=0\nreposdir=\ninstall_weak_deps=0\n"), 0o644)
