@@ -222,6 +222,25 @@ func withHost(doc []byte, base string) []byte {
 	return bytes.ReplaceAll(doc, []byte(anyHost), []byte(host))
 }
 
+// serveDocument serves the kickstart or the preseed, kind, naming kiln as
+// this client reaches it, and logs which machine took it, never what it
+// holds.
+func (s *Server) serveDocument(w *countingWriter, r *http.Request, name string, doc []byte, kind string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	if bytes.Contains(doc, []byte(anyHostName)) {
+		base, ok := s.base(r)
+		if !ok {
+			http.Error(w, "bad Host header", http.StatusBadRequest)
+			return
+		}
+		doc = withHost(doc, base)
+	}
+	before := w.n
+	http.ServeContent(w, r, name, time.Time{}, bytes.NewReader(doc))
+	s.cfg.Log.Info(kind+" fetched", "client", r.RemoteAddr, "at", time.Now().UTC().Format(time.RFC3339), "method", r.Method, "status", w.status, "bytes", w.n-before)
+}
+
 // SetPreseed sets the Debian preseed served at PreseedPath. AnyHost in
 // it, and its host part alone (mirror/http/hostname has no scheme), are
 // replaced per request with the address the client came by.
@@ -408,23 +427,10 @@ func (s *Server) route(w *countingWriter, r *http.Request) string {
 	}
 	switch {
 	case rest == "ks.cfg":
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.Header().Set("Cache-Control", "no-store")
 		s.mu.Lock()
 		ks := s.cfg.Kickstart
 		s.mu.Unlock()
-		if bytes.Contains(ks, []byte(anyHostName)) {
-			base, ok := s.base(r)
-			if !ok {
-				http.Error(w, "bad Host header", http.StatusBadRequest)
-				return "kickstart"
-			}
-			ks = withHost(ks, base)
-		}
-		before := w.n
-		http.ServeContent(w, r, "ks.cfg", time.Time{}, bytes.NewReader(ks))
-		// Which machines took their kickstart, never what it holds.
-		s.cfg.Log.Info("kickstart fetched", "client", r.RemoteAddr, "at", time.Now().UTC().Format(time.RFC3339), "method", r.Method, "status", w.status, "bytes", w.n-before)
+		s.serveDocument(w, r, "ks.cfg", ks, "kickstart")
 		return "kickstart"
 	case rest == "preseed.cfg":
 		s.mu.Lock()
@@ -434,18 +440,7 @@ func (s *Server) route(w *countingWriter, r *http.Request) string {
 			http.NotFound(w, r)
 			return "unknown"
 		}
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.Header().Set("Cache-Control", "no-store")
-		base, ok := s.base(r)
-		if !ok {
-			http.Error(w, "bad Host header", http.StatusBadRequest)
-			return "preseed"
-		}
-		doc = withHost(doc, base)
-		before := w.n
-		http.ServeContent(w, r, "preseed.cfg", time.Time{}, bytes.NewReader(doc))
-		// Which machines took their preseed, never what it holds.
-		s.cfg.Log.Info("preseed fetched", "client", r.RemoteAddr, "at", time.Now().UTC().Format(time.RFC3339), "method", r.Method, "status", w.status, "bytes", w.n-before)
+		s.serveDocument(w, r, "preseed.cfg", doc, "preseed")
 		return "preseed"
 	case strings.HasPrefix(rest, "iso/"):
 		n, p, _ := strings.Cut(strings.TrimPrefix(rest, "iso/"), "/")
