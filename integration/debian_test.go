@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -417,30 +416,12 @@ func TestServePreseedToDI(t *testing.T) {
 	os.WriteFile(pre, []byte(debianPreseed(strings.TrimPrefix(mirror.URL, "http://"))), 0o600)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	cmd := exec.CommandContext(ctx, kiln(t), "--json", "serve", "--preseed", pre, "--cache-dir", filepath.Join(dir, "cache"), "--allow", "127.0.0.0/8")
-	stdout, _ := cmd.StdoutPipe()
-	var stderr lockedBuffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cancel(); cmd.Wait() }()
 	var ev struct {
 		Event   string `json:"event"`
 		Preseed string `json:"preseed_url"`
 		Cmdline string `json:"kernel_cmdline"`
 	}
-	sc := bufio.NewScanner(stdout)
-	for sc.Scan() {
-		if json.Unmarshal(sc.Bytes(), &ev) == nil && ev.Event == "serving" {
-			break
-		}
-	}
-	go func() {
-		for sc.Scan() {
-			stderr.Write(append(sc.Bytes(), '\n'))
-		}
-	}()
+	stderr := startServe(t, ctx, &ev, "--preseed", pre, "--cache-dir", filepath.Join(dir, "cache"), "--allow", "127.0.0.0/8")
 	if ev.Preseed == "" || !strings.Contains(ev.Cmdline, "url="+ev.Preseed) {
 		t.Fatalf("no serving event with the preseed's URL: %+v\n%s", ev, stderr.String())
 	}

@@ -68,16 +68,6 @@ func TestServeISOPXE(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	cmd := exec.CommandContext(ctx, kiln(t), "--json", "serve", "--ks", ksPath, "--iso", fx.BootISO, "--iso", fx.DVD, "--cache-dir", b.cache,
-		"--append", "inst.text console=ttyS0", "--allow", "127.0.0.0/8")
-	stdout, _ := cmd.StdoutPipe()
-	var stderr lockedBuffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	// Stop kiln serve before waiting for it, whichever way the test ends.
-	defer func() { cancel(); cmd.Wait() }()
 	var ev struct {
 		Event   string `json:"event"`
 		Address string `json:"address"`
@@ -86,18 +76,8 @@ func TestServeISOPXE(t *testing.T) {
 			IPXE string `json:"ipxe_script"`
 		} `json:"urls"`
 	}
-	sc := bufio.NewScanner(stdout)
-	for sc.Scan() {
-		if json.Unmarshal(sc.Bytes(), &ev) == nil && ev.Event == "serving" {
-			break
-		}
-	}
-	// With --json, the log is JSON lines on stdout too.
-	go func() {
-		for sc.Scan() {
-			stderr.Write(append(sc.Bytes(), '\n'))
-		}
-	}()
+	stderr := startServe(t, ctx, &ev, "--ks", ksPath, "--iso", fx.BootISO, "--iso", fx.DVD, "--cache-dir", b.cache,
+		"--append", "inst.text console=ttyS0", "--allow", "127.0.0.0/8")
 	if len(ev.URLs) == 0 || ev.URLs[0].IPXE == "" || !strings.Contains(ev.Cmdline, "/iso/0/ inst.repo=") || !strings.Contains(ev.Cmdline, "/iso/1/") {
 		t.Fatalf("no serving event with an iPXE script, stage2 from the boot ISO and the repo from the DVD: %+v\n%s", ev, stderr.String())
 	}
@@ -144,4 +124,36 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// startServe runs kiln serve --json with args for the rest of the test
+// (ctx ends it), decodes its serving event into ev, and returns its log:
+// stderr, and the JSON lines that follow the event on stdout.
+func startServe(t *testing.T, ctx context.Context, ev any, args ...string) *lockedBuffer {
+	t.Helper()
+	ctx, cancel := context.WithCancel(ctx)
+	cmd := exec.CommandContext(ctx, kiln(t), append([]string{"--json", "serve"}, args...)...)
+	stdout, _ := cmd.StdoutPipe()
+	stderr := &lockedBuffer{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Stop kiln serve before waiting for it, whichever way the test ends.
+	t.Cleanup(func() { cancel(); cmd.Wait() })
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		var kind struct{ Event string }
+		if json.Unmarshal(sc.Bytes(), &kind) == nil && kind.Event == "serving" {
+			json.Unmarshal(sc.Bytes(), ev)
+			break
+		}
+	}
+	// With --json, the log is JSON lines on stdout too.
+	go func() {
+		for sc.Scan() {
+			stderr.Write(append(sc.Bytes(), '\n'))
+		}
+	}()
+	return stderr
 }
