@@ -143,16 +143,7 @@ func (c *okCounter) status() int {
 func TestDebianInstall(t *testing.T) {
 	testutil.RequireTool(t, "qemu-system-x86_64")
 	testutil.RequireTool(t, "apt-get")
-	testutil.RequireFile(t, filepath.Join(fixtures.Netboot, "initrd.gz"))
-	cache, err := fixtures.DefaultCache()
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := fixtures.LoadDebian(cache)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mirror := newDebianMirror(t, d.Root)
+	d, mirror := debianFixture(t)
 	dir := t.TempDir()
 	files := filepath.Join(dir, "files")
 	os.MkdirAll(files, 0o755)
@@ -222,6 +213,22 @@ func TestDebianInstall(t *testing.T) {
 	if firstBytes == 0 {
 		t.Error("the first build took nothing from the mirror")
 	}
+}
+
+// debianFixture is the Debian mirror fixture, served on loopback as the
+// user's mirror, and d-i's netboot files, which every Debian test boots.
+func debianFixture(t *testing.T) (*fixtures.DebianMirror, *debianMirror) {
+	t.Helper()
+	testutil.RequireFile(t, filepath.Join(fixtures.Netboot, "initrd.gz"))
+	cache, err := fixtures.DefaultCache()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := fixtures.LoadDebian(cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d, newDebianMirror(t, d.Root)
 }
 
 // debianNeeded are installer components a netboot install cannot do
@@ -401,16 +408,7 @@ func TestDebianPreseedRefused(t *testing.T) {
 // index) to the installer components, all through kiln.
 func TestServePreseedToDI(t *testing.T) {
 	testutil.RequireTool(t, "qemu-system-x86_64")
-	testutil.RequireFile(t, filepath.Join(fixtures.Netboot, "initrd.gz"))
-	cache, err := fixtures.DefaultCache()
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := fixtures.LoadDebian(cache)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mirror := newDebianMirror(t, d.Root)
+	_, mirror := debianFixture(t)
 	dir := t.TempDir()
 	pre := filepath.Join(dir, "debian.cfg")
 	os.WriteFile(pre, []byte(debianPreseed(strings.TrimPrefix(mirror.URL, "http://"))), 0o600)

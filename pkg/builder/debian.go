@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/url"
 	"os"
-	"path"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -293,20 +292,7 @@ func (b *builder) debianSources() []Source {
 // dpkg-query report, with the sha256 of each .deb the proxy served, or
 // the installer ISO holds.
 func debianPackages(report []byte, st ksserve.Stats, isoPath string) []Package {
-	byFile := map[string]string{}
-	for _, o := range st.Objects {
-		if strings.HasSuffix(o.Path, ".deb") && o.SHA256 != "" {
-			byFile[path.Base(o.Path)] = o.SHA256
-		}
-	}
-	var onISO map[string]*iso.File
-	var isoFile *os.File
-	var out []Package
-	for _, line := range strings.Split(string(report), "\n") {
-		f := strings.Split(strings.TrimSpace(line), "\t")
-		if len(f) != 3 || f[0] == "" {
-			continue
-		}
+	return joinReport(report, st, isoPath, ".deb", 3, func(f []string) (Package, string) {
 		p := Package{Name: f[0], Version: f[1], Arch: f[2]}
 		// The pool's file name has the version without its epoch.
 		v := f[1]
@@ -315,21 +301,8 @@ func debianPackages(report []byte, st ksserve.Stats, isoPath string) []Package {
 				v = v[i+1:]
 			}
 		}
-		name := p.Name + "_" + v + "_" + p.Arch + ".deb"
-		p.SHA256 = byFile[name]
-		if p.SHA256 == "" && isoPath != "" {
-			if onISO == nil {
-				onISO, isoFile = filesOnISO(isoPath, ".deb")
-			}
-			p.SHA256 = sumOnISO(onISO, name)
-		}
-		out = append(out, p)
-	}
-	if isoFile != nil {
-		isoFile.Close()
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name+out[i].Arch < out[j].Name+out[j].Arch })
-	return out
+		return p, p.Name + "_" + v + "_" + p.Arch + ".deb"
+	})
 }
 
 // debianScreen is the text d-i last drew on its console, the serial port

@@ -134,12 +134,22 @@ func firmwareInfo(kind, code string) Firmware {
 }
 
 // packages reads the installed system's package report (name, epoch,
-// version, release and arch, tab-separated) and finds each package's
-// sha256: from the proxy's records, else from the ISO's copy.
+// version, release and arch, tab-separated, from rpm).
 func packages(report []byte, st ksserve.Stats, isoPath string) []Package {
+	return joinReport(report, st, isoPath, ".rpm", 5, func(f []string) (Package, string) {
+		p := Package{Name: f[0], Epoch: f[1], Version: f[2], Release: f[3], Arch: f[4]}
+		return p, p.filename()
+	})
+}
+
+// joinReport reads a package report, one package a line with fields
+// tab-separated fields, parsed by parse into a package and the file name
+// it was installed from, and finds each one's sha256: from the proxy's
+// records of files ending in suffix, else from the ISO's copy.
+func joinReport(report []byte, st ksserve.Stats, isoPath, suffix string, fields int, parse func([]string) (Package, string)) []Package {
 	byFile := map[string]string{}
 	for _, o := range st.Objects {
-		if strings.HasSuffix(o.Path, ".rpm") && o.SHA256 != "" {
+		if strings.HasSuffix(o.Path, suffix) && o.SHA256 != "" {
 			byFile[path.Base(o.Path)] = o.SHA256
 		}
 	}
@@ -148,16 +158,16 @@ func packages(report []byte, st ksserve.Stats, isoPath string) []Package {
 	var out []Package
 	for _, line := range strings.Split(string(report), "\n") {
 		f := strings.Split(strings.TrimSpace(line), "\t")
-		if len(f) != 5 || f[0] == "" {
+		if len(f) != fields || f[0] == "" {
 			continue
 		}
-		p := Package{Name: f[0], Epoch: f[1], Version: f[2], Release: f[3], Arch: f[4]}
-		p.SHA256 = byFile[p.filename()]
+		p, name := parse(f)
+		p.SHA256 = byFile[name]
 		if p.SHA256 == "" && isoPath != "" {
 			if onISO == nil {
-				onISO, isoFile = filesOnISO(isoPath, ".rpm")
+				onISO, isoFile = filesOnISO(isoPath, suffix)
 			}
-			p.SHA256 = sumOnISO(onISO, p.filename())
+			p.SHA256 = sumOnISO(onISO, name)
 		}
 		out = append(out, p)
 	}
