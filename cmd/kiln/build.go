@@ -215,7 +215,12 @@ func (f *buildFlags) options(ctx context.Context, e *env) (builder.Options, erro
 func doBuild(ctx context.Context, e *env, o builder.Options) error {
 	p := &progress{e: e}
 	o.Events = p.event
-	m, err := builder.Run(ctx, o)
+	plan, err := builder.Plan(o)
+	if err != nil {
+		p.finish()
+		return buildError(err)
+	}
+	m, err := builder.Run(ctx, plan)
 	p.finish()
 	if err != nil {
 		return buildError(err)

@@ -4,6 +4,7 @@ package testutil
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
 )
 
@@ -35,4 +36,26 @@ func RequireFile(t testing.TB, path string) string {
 		t.Skipf("%s missing: %v", path, err)
 	}
 	return path
+}
+
+// Golden compares got with testdata/name, or, when update is set (each
+// package's -update flag), rewrites it first.
+func Golden(t testing.TB, name string, got []byte, update bool) {
+	t.Helper()
+	p := filepath.Join("testdata", name)
+	if update {
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to write it)", err)
+	}
+	if string(got) != string(want) {
+		t.Errorf("%s differs (go test -update rewrites it):\n got:\n%s\nwant:\n%s", p, got, want)
+	}
 }

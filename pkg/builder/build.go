@@ -218,16 +218,19 @@ func (b *builder) warn(msg string) {
 	b.emit(Event{Event: "warning", Message: msg})
 }
 
-// Run carries out the build. Every output appears complete or not at all;
-// an existing output is kept unless Force.
-func Run(ctx context.Context, o Options) (*Manifest, error) {
-	b := &builder{o: o, log: o.Log, start: time.Now(), manifest: &Manifest{KilnVersion: o.KilnVersion}}
+// Run carries out the plan. Every output appears complete or not at all;
+// an existing output is kept unless Force. A plan can be run more than
+// once; each run is a build of its own.
+func Run(ctx context.Context, p *BuildPlan) (*Manifest, error) {
+	b := *p.b
+	o := b.o
+	b.log, b.start, b.phase = o.Log, time.Now(), ""
+	b.manifest = &Manifest{KilnVersion: o.KilnVersion, Phases: []PhaseTime{{Phase: "validate", Seconds: p.planned.Seconds()}}}
 	if b.log == nil {
 		b.log = slog.New(slog.DiscardHandler)
 	}
-	b.enter("validate")
-	if err := b.validate(); err != nil {
-		return nil, err
+	for _, n := range p.Notices {
+		b.warn(n)
 	}
 	dir := o.TempDir
 	if dir == "" {
@@ -251,7 +254,7 @@ func Run(ctx context.Context, o Options) (*Manifest, error) {
 		os.RemoveAll(work)
 		return nil, fmt.Errorf("locking the work directory %s: %w", work, err)
 	}
-	m, err := b.run(ctx)
+	m, err := (&b).run(ctx)
 	if err != nil && ctx.Err() != nil {
 		// Ctrl-C is the user's choice, not a failure whose logs must be
 		// kept.
@@ -410,6 +413,8 @@ func (b *builder) checkInputs() error {
 		if _, err := os.Stat(o.ISO); err != nil {
 			return inputErrorf("--iso: %w", err)
 		}
+		// The plan's paths are absolute, or in the work directory.
+		o.ISO, _ = filepath.Abs(o.ISO)
 	}
 	if o.FilesDir != "" {
 		if st, err := os.Stat(o.FilesDir); err != nil || !st.IsDir() {
@@ -488,6 +493,10 @@ func (b *builder) checkDebian() error {
 		if _, err := openDebianISO(o.ISO); err != nil {
 			return err
 		}
+		o.ISO, _ = filepath.Abs(o.ISO)
+	}
+	if o.Netboot != "" && !isURL(o.Netboot) {
+		o.Netboot, _ = filepath.Abs(o.Netboot)
 	}
 	if o.Netboot != "" && !isURL(o.Netboot) {
 		for _, f := range []string{netbootKernel, netbootInitrd} {

@@ -86,9 +86,6 @@ func (b *builder) servePreseed(srv *ksserve.Server, guest string) []byte {
 	}
 	preseed.PrepareForProxy(p, px)
 	for _, n := range debianNotices(b.o.Preseed) {
-		if n.text != "" {
-			b.warn(n.text)
-		}
 		p.Set("d-i", n.question, n.typ, n.value)
 	}
 	early := debianLogCommand
@@ -188,35 +185,33 @@ func openDebianISO(p string) (*source, error) {
 	return &source{iso: p, kernel: isoKernel, initrd: isoInitrd}, nil
 }
 
-// debianBoot are the VM options that boot d-i with the served preseed.
-func (b *builder) debianBoot(ctx context.Context, srv *ksserve.Server, src *source, served []byte) ([]qemu.Option, error) {
+// prepareDebianBoot writes d-i's kernel and its initrd with the served
+// preseed appended, in the work directory; a local netboot directory's
+// kernel is booted where it is.
+func (b *builder) prepareDebianBoot(ctx context.Context, srv *ksserve.Server, src *source, served []byte) error {
 	kernel := filepath.Join(b.work, "vmlinuz")
 	base := filepath.Join(b.work, "initrd.orig")
-	var opts []qemu.Option
 	switch {
 	case src.iso != "":
 		if err := extract(src.iso, map[string]string{src.kernel: kernel, src.initrd: base}); err != nil {
-			return nil, err
+			return err
 		}
-		// d-i's cdrom-detect finds the ISO and installs from its pool.
-		opts = append(opts, qemu.WithCDROM(src.iso))
 	case src.netbootURL != "":
 		for name, dst := range map[string]string{src.kernel: kernel, src.initrd: base} {
 			if err := writeFile(dst, func(w io.Writer) error { return srv.Fetch(ctx, src.netbootURL+name, w) }); err != nil {
-				return nil, fmt.Errorf("fetching %s from %s: %w", name, b.o.Netboot, err)
+				return fmt.Errorf("fetching %s from %s: %w", name, b.o.Netboot, err)
 			}
 		}
 	default:
-		kernel, base = src.kernel, src.initrd
+		base = src.initrd
 	}
-	withPreseed := filepath.Join(b.work, "initrd.img")
-	if err := appendFile(base, withPreseed, "preseed.cfg", served, b.o.Time); err != nil {
-		return nil, err
+	if err := appendFile(base, filepath.Join(b.work, "initrd.img"), "preseed.cfg", served, b.o.Time); err != nil {
+		return err
 	}
 	if !src.local {
-		os.Remove(base)
+		return os.Remove(base)
 	}
-	return append(opts, qemu.WithKernel(kernel, withPreseed, strings.Join(debianArgs, " "))), nil
+	return nil
 }
 
 // d-i's log lines, as its syslog has them.

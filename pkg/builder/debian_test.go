@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kiln-build/kiln/internal/testutil"
 	"github.com/kiln-build/kiln/ksserve"
 	"github.com/kiln-build/kiln/ksserve/cache"
 	"github.com/kiln-build/kiln/pkg/kickstart"
@@ -21,22 +22,7 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 // golden compares got with testdata/name, or rewrites it with -update.
 func golden(t *testing.T, name string, got []byte) {
 	t.Helper()
-	p := filepath.Join("testdata", name)
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to write it)", err)
-	}
-	if string(got) != string(want) {
-		t.Errorf("%s differs (go test -update rewrites it):\n got:\n%s\nwant:\n%s", p, got, want)
-	}
+	testutil.Golden(t, name, got, *update)
 }
 
 const userPreseed = `# the user's own
@@ -66,12 +52,6 @@ func TestServePreseed(t *testing.T) {
 	os.WriteFile(filepath.Join(netboot, "initrd.gz"), nil, 0o644)
 	o := Options{Preseed: p, PreseedPath: "user.cfg", Netboot: netboot, Output: filepath.Join(t.TempDir(), "out"), FilesDir: t.TempDir(),
 		Mirrors: map[string]string{"tools": "http://files.example/tools/"}}
-	var notices []string
-	o.Events = func(ev Event) {
-		if ev.Event == "warning" {
-			notices = append(notices, ev.Message)
-		}
-	}
 	b := &builder{o: o, manifest: &Manifest{}}
 	if err := b.checkInputs(); err != nil {
 		t.Fatal(err)
@@ -89,6 +69,12 @@ func TestServePreseed(t *testing.T) {
 	golden(t, "served-preseed.cfg", served)
 	if got := string(p.Render()); got != userPreseed {
 		t.Errorf("the user's preseed changed:\n%s", got)
+	}
+	var notices []string
+	for _, n := range debianNotices(p) {
+		if n.text != "" {
+			notices = append(notices, n.text)
+		}
 	}
 	if len(notices) != 2 {
 		t.Errorf("notices %q, want the services and the poweroff", notices)
@@ -168,12 +154,18 @@ func TestPlanGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	ks := kickstart.Parse("k.ks", []byte("text\nrootpw --lock\nautopart\n"), kickstart.Options{Version: kickstart.RHEL9})
+	const rocky = "http://mirror.example/rocky/9/isos/x86_64/Rocky-9.5-x86_64-dvd.iso"
 	for _, tc := range []struct {
 		name string
 		o    Options
 	}{
 		{"plan-tree.json", Options{Kickstart: ks, TreeURL: "http://mirror.example/rocky/9/BaseOS/x86_64/os/", Output: out}},
 		{"plan-debian.json", Options{Preseed: p, PreseedPath: "user.cfg", Netboot: "http://deb.example.org/debian/dists/bookworm/main/installer-amd64/current/images/netboot/debian-installer/amd64/", Output: out}},
+		// The boot modes from an ISO: its kernel booted directly, the ISO
+		// remastered and booted as a CD, and iPXE from kiln's server.
+		{"plan-iso.json", Options{Kickstart: ks, ISO: rocky, Output: out}},
+		{"plan-boot-iso.json", Options{Kickstart: ks, ISO: rocky, Boot: "iso", Output: out}},
+		{"plan-boot-pxe.json", Options{Kickstart: ks, ISO: rocky, Boot: "pxe", Output: out, Formats: []string{"raw", "vhd"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.o.RelayExe, tc.o.Accel = "/usr/bin/kiln", "tcg"

@@ -351,16 +351,11 @@ func writeFile(dst string, fill func(io.Writer) error) error {
 // serveKickstart makes the served copy of the kickstart: it powers off
 // at the end, its mirror URLs point at the proxy (the installed system
 // gets the user's back), and a last %post reports the installed packages.
-// The user's file is never changed.
+// The user's file, and the plan's copy, are never changed; the plan has
+// the notice of the poweroff.
 func (b *builder) serveKickstart(srv *ksserve.Server, guest string) []byte {
-	ks := b.ks
-	switch action, _ := ks.Shutdown(); action {
-	case "poweroff", "shutdown":
-	case "":
-		b.warn("the kickstart has no poweroff, so Anaconda would wait at the end for a key press; the served copy ends with poweroff")
-		ks.SetShutdown("poweroff")
-	default:
-		b.warn("the kickstart ends with " + action + "; the served copy ends with poweroff instead, so the build sees the install finish")
+	ks := b.ks.Clone()
+	if action, _ := ks.Shutdown(); action != "poweroff" && action != "shutdown" {
 		ks.SetShutdown("poweroff")
 	}
 	ps := srv.Prefixes(guest)
@@ -391,49 +386,41 @@ fi
 `
 }
 
-// bootOptions are the VM options that boot the installer with the served
-// kickstart: the ISO's own kernel and initrd with the kickstart appended
-// (direct), or the remastered ISO booted by firmware (iso).
-func (b *builder) bootOptions(ctx context.Context, srv *ksserve.Server, src *source, guest string, served []byte) ([]qemu.Option, error) {
+// prepareBoot writes the boot files the build VM boots with the served
+// kickstart: the installer's kernel and initrd with the kickstart
+// appended (direct), or the remastered ISO booted by firmware (iso).
+func (b *builder) prepareBoot(ctx context.Context, srv *ksserve.Server, src *source, served []byte) error {
 	o := b.o
-	if o.Boot == "pxe" {
-		return []qemu.Option{qemu.WithBootOrder("net", "disk")}, nil
-	}
-	if o.Boot == "iso" {
+	switch o.Boot {
+	case "pxe":
+		return nil
+	case "iso":
 		remastered := filepath.Join(b.work, "boot.iso")
 		if _, err := iso.Remaster(src.iso, remastered, iso.Options{Kickstart: served, AppendArgs: []string{"console=ttyS0", "inst.text"},
 			RemoveArgs: []string{"quiet", "rd.live.check"}, Timeout: 1, NoMD5: true, Time: o.Time}); err != nil {
-			return nil, fmt.Errorf("remastering %s for the build VM: %w", src.iso, err)
+			return fmt.Errorf("remastering %s for the build VM: %w", src.iso, err)
 		}
-		return []qemu.Option{qemu.WithCDROM(remastered), qemu.WithBootOrder("cdrom", "disk")}, nil
+		return nil
 	}
 	kernel := filepath.Join(b.work, "vmlinuz")
 	base := filepath.Join(b.work, "initrd.orig")
 	files := map[string]string{src.kernel: kernel, src.initrd: base}
-	var source []string
-	var opts []qemu.Option
 	if src.iso != "" {
 		if err := extract(src.iso, files); err != nil {
-			return nil, err
+			return err
 		}
-		source = []string{"inst.stage2=hd:LABEL=" + iso.UdevEscape(src.volID)}
-		opts = append(opts, qemu.WithCDROM(src.iso))
 	} else {
 		tree := srv.MirrorPath(installMirror)
 		for name, dst := range files {
 			if err := writeFile(dst, func(w io.Writer) error { return srv.Fetch(ctx, tree+name, w) }); err != nil {
-				return nil, fmt.Errorf("fetching %s from the install tree: %w", name, err)
+				return fmt.Errorf("fetching %s from the install tree: %w", name, err)
 			}
 		}
-		gtree := guest + srv.MirrorPath(installMirror)
-		source = []string{"inst.stage2=" + gtree, "inst.repo=" + gtree}
 	}
-	withKS := filepath.Join(b.work, "initrd.img")
-	if err := appendKickstart(base, withKS, served, b.o.Time); err != nil {
-		return nil, err
+	if err := appendKickstart(base, filepath.Join(b.work, "initrd.img"), served, b.o.Time); err != nil {
+		return err
 	}
-	os.Remove(base)
-	return append(opts, qemu.WithKernel(kernel, withKS, installArgs(source...))), nil
+	return os.Remove(base)
 }
 
 // installArgs is the build VM's kernel command line: where the installer
@@ -730,30 +717,30 @@ func buildDisk(b *builder) string { return filepath.Join(b.work, "disk.raw") }
 func (b *builder) install(ctx context.Context, srv *ksserve.Server, src *source, guest string, served []byte, disk string, port int, l net.Listener, probe *qemu.KVMProbe) (*qemu.Result, qemu.AccelReport, error) {
 	o, m := b.o, b.manifest
 	var accel qemu.AccelReport
-	var vmOpts []qemu.Option
 	var err error
 	onLine, fatal := b.onLine, (func(string, string) bool)(nil)
 	if o.Preseed != nil {
-		vmOpts, err = b.debianBoot(ctx, srv, src, served)
+		err = b.prepareDebianBoot(ctx, srv, src, served)
 		onLine, fatal = b.debianLine, debianFatalLine
 	} else {
-		vmOpts, err = b.bootOptions(ctx, srv, src, guest, served)
+		err = b.prepareBoot(ctx, srv, src, served)
 	}
+	if err != nil {
+		return nil, accel, err
+	}
+	// The plan's boot, now that the source and the server are known.
+	vmOpts, err := b.vmOptions(b.bootPlan(src, guest+srv.MirrorPath(installMirror)), b.work, strconv.Itoa(port), guest+srv.BootPath("boot.ipxe"))
 	if err != nil {
 		return nil, accel, err
 	}
 	if err := makeSparse(disk, o.DiskSize); err != nil {
 		return nil, accel, err
 	}
-	vmOpts = append(vmOpts, qemu.WithMemory(o.MemoryMiB), qemu.WithCPUs(o.CPUs),
-		qemu.WithDisk(qemu.Disk{Path: disk, Format: "raw", Unsafe: true}),
-		fencedNet(fmt.Sprintf("%s:%d", guestHost, port), l.Addr().String(), o.RelayExe, bootFile(o.Boot, guest+srv.BootPath("boot.ipxe"))))
 	if o.Firmware == "uefi" {
 		fw, err := qemu.FindOVMF(false)
 		if err != nil {
 			return nil, accel, err
 		}
-		vmOpts = append(vmOpts, qemu.WithFirmware(fw))
 		m.Firmware = firmwareInfo("uefi", fw.Code)
 	} else {
 		m.Firmware = firmwareInfo("bios", "")
