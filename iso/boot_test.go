@@ -317,3 +317,32 @@ func TestRemasterPartitionTree(t *testing.T) {
 		t.Errorf("xorriso:\n%s", rep)
 	}
 }
+
+// TestRemasterGPTFitsUsable: after a remaster grows the image, every
+// partition the table places in the usable range still ends inside it,
+// before the backup entry array. OVMF ignores an entry past the last
+// usable LBA, so an EL10 image's appended ESP would not boot from a stick.
+func TestRemasterGPTFitsUsable(t *testing.T) {
+	for _, layout := range []string{"el9", "el10"} {
+		out := filepath.Join(t.TempDir(), "ks.iso")
+		if _, err := Remaster(bootFixture(t, layout), out, Options{Kickstart: []byte(testKS), Time: time.Unix(1700000000, 0)}); err != nil {
+			t.Fatal(err)
+		}
+		f, size := mustOpen(t, out)
+		defer f.Close()
+		sa, err := ReadSystemArea(f, size)
+		if err != nil || sa.GPT == nil {
+			t.Fatalf("%s: %v", layout, err)
+		}
+		g := sa.GPT
+		backupArray := g.BackupLBA - (uint64(g.NumEntries)*uint64(g.EntrySize)+511)/512
+		if g.LastUsable >= backupArray || g.BackupLBA != uint64(size/512-1) {
+			t.Errorf("%s: last usable LBA %d, backup array at %d, backup header at %d of %d sectors", layout, g.LastUsable, backupArray, g.BackupLBA, size/512)
+		}
+		for _, p := range sa.Partitions {
+			if p.FirstLBA >= g.FirstUsable && p.LastLBA > g.LastUsable {
+				t.Errorf("%s: partition %d (%s) ends at %d, past the last usable LBA %d", layout, p.Index, p.Name, p.LastLBA, g.LastUsable)
+			}
+		}
+	}
+}

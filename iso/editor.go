@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 	"sort"
 	"time"
 )
@@ -17,7 +16,7 @@ import (
 // the descriptors' root records and the path tables).
 type editor struct {
 	f      rwAt     // the image; for a partition's tree, a view of it
-	file   *os.File // the image file itself, to resize it
+	ov     *overlay // the image itself, to resize it and lay files in it
 	end    uint32   // the next free LBA
 	rr     bool
 	pvd    *VolumeDescriptor

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 )
 
@@ -49,51 +50,90 @@ func ImplantMD5(rw readerWriterAt) error {
 	if err != nil {
 		return err
 	}
-	var app bytes.Buffer
-	fmt.Fprintf(&app, "ISO MD5SUM = %s;SKIPSECTORS = %d;RHLISOSTATUS=0;FRAGMENT SUMS = %s;FRAGMENT COUNT = %d;THIS IS NOT THE SAME AS RUNNING MD5SUM ON THIS ISO!!",
-		sum, md5SkipSectors, frags, md5Fragments)
-	data := append(app.Bytes(), blank[app.Len():]...)
-	if _, err := rw.WriteAt(data, pvdOff+appUseOffset); err != nil {
+	if _, err := rw.WriteAt(appUse(sum, frags), pvdOff+appUseOffset); err != nil {
 		return fmt.Errorf("writing the media checksum: %w", err)
 	}
 	return nil
 }
 
-// mediaMD5 sums the image as isomd5sum does. The fragment boundaries
-// depend on its 32 KiB reads, so they are kept.
-func mediaMD5(r io.ReaderAt, pvd []byte) (sum, frags string, err error) {
-	// isomd5sum takes the size from the big-endian half (ECMA-119 7.3.3).
+// mediaTotal is how many bytes of the image the media checksum covers:
+// the volume, less its last 15 sectors. isomd5sum takes the volume's size
+// from the big-endian half (ECMA-119 7.3.3).
+func mediaTotal(pvd []byte) (int64, error) {
 	total := int64(binary.BigEndian.Uint32(pvd[84:88]))*SectorSize - md5SkipSectors*SectorSize
 	if total <= 0 {
-		return "", "", fmt.Errorf("volume space size %d is too small to sum", binary.BigEndian.Uint32(pvd[84:88]))
+		return 0, fmt.Errorf("volume space size %d is too small to sum", binary.BigEndian.Uint32(pvd[84:88]))
 	}
-	h := md5.New()
+	return total, nil
+}
+
+// mediaMD5 sums the image as isomd5sum does.
+func mediaMD5(r io.ReaderAt, pvd []byte) (sum, frags string, err error) {
+	total, err := mediaTotal(pvd)
+	if err != nil {
+		return "", "", err
+	}
+	m := newMediaHash(total)
 	buf := make([]byte, md5Chunk)
-	var fragSums []byte
-	prev := int64(0)
 	for off := int64(0); off < total; {
-		n := int64(len(buf))
-		if total-off < n {
-			n = total - off
-		}
+		n := min(int64(len(buf)), total-off)
 		k, err := r.ReadAt(buf[:n], off)
-		if k > 0 {
-			h.Write(buf[:k])
-		}
+		m.Write(buf[:k])
 		if err != nil && !(errors.Is(err, io.EOF) && int64(k) == n) {
 			return "", "", fmt.Errorf("reading the image at byte %d: %w", off, err)
 		}
-		cur := off * (md5Fragments + 1) / total
-		if cur != prev {
-			d := h.Sum(nil)
-			for i := 0; i < md5FragmentChars; i++ {
-				fragSums = append(fragSums, fmt.Sprintf("%x", d[i])[0])
-			}
-			prev = cur
-		}
 		off += int64(k)
 	}
-	return hex.EncodeToString(h.Sum(nil)), string(fragSums), nil
+	sum, frags = m.Sum()
+	return sum, frags, nil
+}
+
+// mediaHash is isomd5sum's checksum of the first total bytes of an image,
+// fed in order in pieces of any size. The fragment sums are taken where
+// isomd5sum's 32 KiB reads end, so it counts its position in those.
+type mediaHash struct {
+	h          hash.Hash
+	total, off int64
+	prev       int64 // the fragment the last read began in
+	frags      []byte
+}
+
+func newMediaHash(total int64) *mediaHash { return &mediaHash{h: md5.New(), total: total} }
+
+// Write hashes p, the bytes that follow those written before; bytes past
+// the total are not summed.
+func (m *mediaHash) Write(p []byte) {
+	for len(p) > 0 && m.off < m.total {
+		start := m.off - m.off%md5Chunk // where isomd5sum's read began
+		n := min(int64(len(p)), start+md5Chunk-m.off, m.total-m.off)
+		m.h.Write(p[:n])
+		m.off += n
+		p = p[n:]
+		if m.off%md5Chunk == 0 || m.off == m.total {
+			if cur := start * (md5Fragments + 1) / m.total; cur != m.prev {
+				d := m.h.Sum(nil)
+				// isomd5sum prints each of the first bytes with %x and
+				// keeps the first character: 0x0a gives "a".
+				for i := 0; i < md5FragmentChars; i++ {
+					m.frags = append(m.frags, fmt.Sprintf("%x", d[i])[0])
+				}
+				m.prev = cur
+			}
+		}
+	}
+}
+
+// Sum returns the checksum and the fragment sums.
+func (m *mediaHash) Sum() (sum, frags string) {
+	return hex.EncodeToString(m.h.Sum(nil)), string(m.frags)
+}
+
+// appUse is the application use area that holds a media checksum, as
+// implantisomd5 writes it.
+func appUse(sum, frags string) []byte {
+	app := fmt.Appendf(nil, "ISO MD5SUM = %s;SKIPSECTORS = %d;RHLISOSTATUS=0;FRAGMENT SUMS = %s;FRAGMENT COUNT = %d;THIS IS NOT THE SAME AS RUNNING MD5SUM ON THIS ISO!!",
+		sum, md5SkipSectors, frags, md5Fragments)
+	return append(app, bytes.Repeat([]byte{' '}, appUseSize-len(app))...)
 }
 
 // CheckMD5 verifies an implanted media checksum. It returns false with no

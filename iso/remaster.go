@@ -1,10 +1,10 @@
 package iso
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"io/fs"
 	"os"
@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/kiln-build/kiln/pkg/fat"
+	"github.com/kiln-build/kiln/pkg/parttable"
 	"golang.org/x/sys/unix"
 )
 
@@ -108,9 +109,10 @@ func Remaster(src, dst string, o Options) (rep *Report, err error) {
 			os.Remove(out.Name())
 		}
 	}()
-	if err := copyImage(out, in); err != nil {
-		return nil, fmt.Errorf("copying %s: %w", src, err)
-	}
+	// The edits are planned over the source, and the output written once
+	// when they are complete.
+	ov := newOverlay(in, st.Size())
+	defer ov.Close()
 	if o.Time.IsZero() {
 		o.Time = time.Now()
 	}
@@ -118,7 +120,7 @@ func Remaster(src, dst string, o Options) (rep *Report, err error) {
 		o.KickstartName = "ks.cfg"
 	}
 	rep = &Report{VolumeID: r.PVD.VolumeID}
-	e := &editor{f: out, file: out, end: sectorsFor(st.Size()), rr: r.RockRidge, pvd: r.PVD, joliet: r.Joliet, dirs: map[string]*dirNode{}, t: o.Time, ino: 0x6b000000}
+	e := &editor{f: ov, ov: ov, end: sectorsFor(st.Size()), rr: r.RockRidge, pvd: r.PVD, joliet: r.Joliet, dirs: map[string]*dirNode{}, t: o.Time, ino: 0x6b000000}
 	label := r.PVD.VolumeID
 	if o.VolumeID != "" {
 		if len(o.VolumeID) > 32 {
@@ -196,7 +198,9 @@ func Remaster(src, dst string, o Options) (rep *Report, err error) {
 		}
 	}
 	if o.Kickstart != nil {
-		lba, err := e.addFile("", o.KickstartName, strings.NewReader(string(o.Kickstart)), int64(len(o.Kickstart)), 0o644)
+		lba, err := e.addFile("", o.KickstartName, int64(len(o.Kickstart)), 0o644, func(lba uint32) error {
+			return e.writeData(lba, bytes.NewReader(o.Kickstart), int64(len(o.Kickstart)))
+		})
 		if err != nil {
 			return nil, err
 		}
@@ -230,12 +234,10 @@ func Remaster(src, dst string, o Options) (rep *Report, err error) {
 		return nil, err
 	}
 	rep.Size = size
-	if !o.NoMD5 {
-		if err := ImplantMD5(out); err != nil {
-			return nil, err
-		}
-		rep.MD5 = true
+	if err := writeImage(out, in, ov, !o.NoMD5); err != nil {
+		return nil, fmt.Errorf("writing %s: %w", dst, err)
 	}
+	rep.MD5 = !o.NoMD5
 	if err := out.Sync(); err != nil {
 		return nil, fmt.Errorf("writing %s: %w", dst, err)
 	}
@@ -254,16 +256,88 @@ func Remaster(src, dst string, o Options) (rep *Report, err error) {
 	return rep, nil
 }
 
-// copyImage copies the source as cp does: a whole-file clone where the
-// file system shares extents (XFS, Btrfs), else copy_file_range, which
-// reflinks or copies in the kernel.
-func copyImage(out, in *os.File) error {
-	if err := unix.IoctlFileClone(int(out.Fd()), int(in.Fd())); err == nil {
+// writeImage writes the planned image ov, whose source is in, to out,
+// with the media checksum implanted when implant is set. Where the file
+// system shares extents (XFS, Btrfs) the source is cloned and patched,
+// and read once for the checksum. Elsewhere the kernel copies it
+// (copy_file_range, as cp does) and only the changes are written; the
+// checksum is of the planned bytes, summed while the copy runs, from the
+// source's pages the copy reads: the image is read from the disk once.
+// The copy has the disk write as it goes, so that the write, the copy and
+// the checksum overlap.
+func writeImage(out, in *os.File, ov *overlay, implant bool) error {
+	unix.Fadvise(int(in.Fd()), 0, 0, unix.FADV_SEQUENTIAL)
+	pvdOff := int64(16*SectorSize) + appUseOffset
+	if implant {
+		// The checksum is of the image with this area blank.
+		ov.WriteAt(bytes.Repeat([]byte{' '}, appUseSize), pvdOff)
+	}
+	if unix.IoctlFileClone(int(out.Fd()), int(in.Fd())) == nil {
+		if err := ov.apply(out); err != nil {
+			return err
+		}
+		if implant {
+			return ImplantMD5(out)
+		}
 		return nil
 	}
-	unix.Fadvise(int(in.Fd()), 0, 0, unix.FADV_SEQUENTIAL)
-	_, err := io.Copy(out, in)
-	return err
+	type summed struct {
+		sum, frags string
+		err        error
+	}
+	done := make(chan summed, 1)
+	if implant {
+		// Its own view of the source: the overlay's open file is not
+		// shared between goroutines.
+		view := *ov
+		view.open, view.openPath = nil, ""
+		go func() {
+			defer view.Close()
+			var s summed
+			s.sum, s.frags, s.err = view.mediaSum()
+			done <- s
+		}()
+	}
+	err := copyWriting(out, in, ov.baseSize)
+	if err == nil {
+		err = ov.apply(out)
+	}
+	if !implant {
+		return err
+	}
+	s := <-done
+	if err != nil {
+		return err
+	}
+	if s.err != nil {
+		return s.err
+	}
+	if _, err := out.WriteAt(appUse(s.sum, s.frags), pvdOff); err != nil {
+		return fmt.Errorf("writing the media checksum: %w", err)
+	}
+	return nil
+}
+
+// copyWriting copies the first size bytes of in to out in the kernel
+// (copy_file_range), a step at a time, and starts the disk writing each
+// step (sync_file_range): the page cache would otherwise hold the whole
+// image dirty until the final fsync, and only then write it. Where the
+// kernel cannot copy between the two, it copies through a buffer.
+func copyWriting(out, in *os.File, size int64) error {
+	const step = 32 << 20
+	for off := int64(0); off < size; {
+		roff, woff := off, off
+		n, err := unix.CopyFileRange(int(in.Fd()), &roff, int(out.Fd()), &woff, int(min(step, size-off)), 0)
+		if err != nil || n == 0 {
+			if _, err := io.Copy(io.NewOffsetWriter(out, off), io.NewSectionReader(in, off, size-off)); err != nil {
+				return err
+			}
+			break
+		}
+		unix.SyncFileRange(int(out.Fd()), off, int64(n), unix.SYNC_FILE_RANGE_WRITE)
+		off += int64(n)
+	}
+	return nil
 }
 
 // replaceFile gives the file f new content: in place when it fits its
@@ -348,16 +422,16 @@ func (e *editor) editESP(r *Reader, imageSize int64, be BootEntry, edit ConfigEd
 }
 
 // addFile puts a new file (or replaces one) at dir/name in both views,
-// and returns where its data is.
-func (e *editor) addFile(dir, name string, content io.Reader, size int64, mode fs.FileMode) (uint32, error) {
+// with its size bytes laid at the LBA it is given by fill, and returns
+// that LBA.
+func (e *editor) addFile(dir, name string, size int64, mode fs.FileMode, fill func(lba uint32) error) (uint32, error) {
 	if size > 0xFFFFFFFF {
 		return 0, fmt.Errorf("%s: files over 4 GiB cannot be added", path.Join(dir, name))
 	}
 	lba := e.alloc(sectorsFor(size))
 	if size == 0 {
 		lba = 0
-	}
-	if err := e.writeData(lba, content, size); err != nil {
+	} else if err := fill(lba); err != nil {
 		return 0, err
 	}
 	return lba, e.addRecords(dir, name, lba, uint32(size), mode)
@@ -410,13 +484,18 @@ func (e *editor) addTree(a AddFile) ([]string, error) {
 	}
 	var added []string
 	add := func(src, dst string, info fs.FileInfo) error {
+		// Read now, so that an unreadable file fails before any output;
+		// its bytes are copied when the image is written.
 		f, err := os.Open(src)
 		if err != nil {
 			return err
 		}
-		defer f.Close()
+		f.Close()
 		dir, name := path.Split(dst)
-		lba, err := e.addFile(strings.TrimSuffix(dir, "/"), name, f, info.Size(), info.Mode().Perm())
+		lba, err := e.addFile(strings.TrimSuffix(dir, "/"), name, info.Size(), info.Mode().Perm(), func(lba uint32) error {
+			e.ov.refer(int64(lba)*SectorSize, src, 0, info.Size())
+			return nil
+		})
 		if err != nil {
 			return err
 		}
@@ -549,8 +628,7 @@ func (e *editor) moveAppendedESP(r *Reader, oldSize int64) (*espMove, error) {
 			}
 			blocks := uint32((p.LastLBA - p.FirstLBA + 1 + 3) / 4)
 			to := e.alloc(blocks)
-			src := io.NewSectionReader(e.f, int64(be.LoadRBA)*SectorSize, int64(blocks)*SectorSize)
-			if err := e.writeData(to, src, int64(blocks)*SectorSize); err != nil {
+			if err := e.ov.move(int64(to)*SectorSize, int64(be.LoadRBA)*SectorSize, int64(blocks)*SectorSize); err != nil {
 				return nil, fmt.Errorf("moving the EFI partition: %w", err)
 			}
 			var b [4]byte
@@ -574,15 +652,18 @@ func (e *editor) finish(r *Reader, oldSize int64, o Options, label string, part 
 		return 0, err
 	}
 	size := newVolEnd
+	// The backup GPT at the end: its entry array, then its header.
+	var gptTail uint64
 	if sa.GPT != nil {
-		size += 33 * 512 // the backup partition entries and header
+		gptTail = 1 + (uint64(sa.GPT.NumEntries)*uint64(sa.GPT.EntrySize)+511)/512
+		size += int64(gptTail) * 512
 	}
 	if oldSize%(1<<20) == 0 && sa.Kind == "isohybrid" {
 		// isohybrid images end on a 1 MiB "cylinder" boundary.
 		size = (size + 1<<20 - 1) / (1 << 20) * (1 << 20)
 	}
 	size = (size + SectorSize - 1) / SectorSize * SectorSize
-	if err := e.file.Truncate(size); err != nil {
+	if err := e.ov.Truncate(size); err != nil {
 		return 0, err
 	}
 	type vdUpdate struct {
@@ -639,7 +720,7 @@ func (e *editor) finish(r *Reader, oldSize int64, o Options, label string, part 
 		case esp != nil && first == uint64(esp.from+esp.blocks)*4:
 			// The gap partition after the EFI one moves with it.
 			nf := uint64(esp.to+esp.blocks) * 4
-			return nf, min(nf+(last-first), total-34)
+			return nf, min(nf+(last-first), total-1-gptTail) // the last usable LBA
 		case part != nil && first == uint64(part.bias)*4 && esp != nil:
 			return first, uint64(esp.to)*4 - 1
 		case part != nil && first == uint64(part.bias)*4:
@@ -657,93 +738,44 @@ func (e *editor) finish(r *Reader, oldSize int64, o Options, label string, part 
 // the new end of the image.
 func (e *editor) fixSystemArea(sa *SystemArea, oldSize, oldVolEnd, newVolEnd, size int64, adjust func(first, last uint64) (uint64, uint64)) error {
 	if sa.MBRSignature {
-		mbr := make([]byte, 512)
-		if _, err := e.f.ReadAt(mbr, 0); err != nil {
+		mbr, err := parttable.ReadMBR(e.f)
+		if err != nil {
 			return err
 		}
 		for i := 0; i < 4; i++ {
-			p := mbr[446+16*i : 446+16*(i+1)]
-			start := int64(binary.LittleEndian.Uint32(p[8:]))
-			end := start + int64(binary.LittleEndian.Uint32(p[12:]))
-			if p[4] == 0xEE || end == 0 || start*512 >= oldVolEnd {
+			p := mbr.Partition(i)
+			start, end := int64(p.StartLBA), int64(p.StartLBA)+int64(p.Sectors)
+			if p.Type == parttable.TypeProtective || end == 0 || start*512 >= oldVolEnd {
 				continue
 			}
-			var newEnd int64
 			switch {
 			case end*512 >= oldSize:
-				newEnd = size / 512
+				mbr.SetSectors(i, uint32(size/512-start))
 			case end*512 >= oldVolEnd:
-				newEnd = newVolEnd / 512
-			default:
-				continue
+				mbr.SetSectors(i, uint32(newVolEnd/512-start))
 			}
-			binary.LittleEndian.PutUint32(p[12:], uint32(newEnd-start))
-			setCHS(p[5:8], newEnd-1)
 		}
-		if len(sa.MBR) == 1 && sa.MBR[0].Type == 0xEE {
-			p := mbr[446:462]
-			binary.LittleEndian.PutUint32(p[12:], uint32(min(size/512-1, 0xFFFFFFFF)))
+		if len(sa.MBR) == 1 && sa.MBR[0].Type == parttable.TypeProtective {
+			mbr.SetSectors(sa.MBR[0].Index-1, uint32(min(size/512-1, 0xFFFFFFFF)))
 		}
-		if _, err := e.f.WriteAt(mbr, 0); err != nil {
+		if err := mbr.Write(e.f); err != nil {
 			return err
 		}
 	}
 	if sa.GPT == nil {
 		return nil
 	}
-	g := sa.GPT
-	hdr := make([]byte, 512)
-	if _, err := e.f.ReadAt(hdr, 512); err != nil {
+	g, err := parttable.ReadGPT(e.f, oldSize)
+	if err != nil {
 		return err
 	}
-	entries := make([]byte, int(g.NumEntries)*int(g.EntrySize))
-	if _, err := e.f.ReadAt(entries, int64(g.EntriesLBA)*512); err != nil {
-		return err
-	}
-	total := uint64(size / 512)
-	for i := 0; i < int(g.NumEntries); i++ {
-		en := entries[i*int(g.EntrySize):]
-		first, last := binary.LittleEndian.Uint64(en[32:]), binary.LittleEndian.Uint64(en[40:])
-		if first == 0 && last == 0 {
+	for i := 0; i < int(g.Header.NumEntries); i++ {
+		en := g.Entry(i)
+		if en.FirstLBA == 0 && en.LastLBA == 0 {
 			continue
 		}
-		nf, nl := adjust(first, last)
-		binary.LittleEndian.PutUint64(en[32:], nf)
-		binary.LittleEndian.PutUint64(en[40:], nl)
+		en.FirstLBA, en.LastLBA = adjust(en.FirstLBA, en.LastLBA)
+		g.SetEntry(i, en)
 	}
-	ecrc := crc32.ChecksumIEEE(entries)
-	hsize := binary.LittleEndian.Uint32(hdr[12:])
-	write := func(current, backup, entriesLBA uint64) error {
-		h := append([]byte(nil), hdr[:hsize]...)
-		binary.LittleEndian.PutUint64(h[24:], current)
-		binary.LittleEndian.PutUint64(h[32:], backup)
-		binary.LittleEndian.PutUint64(h[48:], total-34)
-		binary.LittleEndian.PutUint64(h[72:], entriesLBA)
-		binary.LittleEndian.PutUint32(h[88:], ecrc)
-		binary.LittleEndian.PutUint32(h[16:], 0)
-		binary.LittleEndian.PutUint32(h[16:], crc32.ChecksumIEEE(h))
-		if _, err := e.f.WriteAt(entries, int64(entriesLBA)*512); err != nil {
-			return err
-		}
-		_, err := e.f.WriteAt(h, int64(current)*512)
-		return err
-	}
-	if err := write(1, total-1, g.EntriesLBA); err != nil {
-		return err
-	}
-	return write(total-1, 1, total-1-uint64(len(entries)+511)/512)
-}
-
-// setCHS writes a cylinder/head/sector address as isohybrid does, with 64
-// heads and 32 sectors, capped at the largest CHS can say.
-func setCHS(b []byte, lba int64) {
-	c := lba / (64 * 32)
-	h := (lba / 32) % 64
-	s := lba%32 + 1
-	if c > 1023 {
-		c, h, s = 1023, 63, 32
-	}
-	b[0] = byte(h)
-	b[1] = byte(s) | byte(c>>8)<<6
-	b[2] = byte(c)
+	return g.Write(e.f, uint64(size/512))
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/kiln-build/kiln/ksserve/cache"
 	"github.com/kiln-build/kiln/pkg/initrd"
 	"github.com/kiln-build/kiln/pkg/kickstart"
+	"github.com/kiln-build/kiln/pkg/parttable"
 	"github.com/kiln-build/kiln/pkg/verify"
 	"github.com/kiln-build/kiln/qemu"
 	"golang.org/x/sync/errgroup"
@@ -506,27 +507,26 @@ func (b *builder) onLine(src, line string) {
 }
 
 // checkPartitionTable checks that the installer left a partition table:
-// an MBR signature, with a GPT header or MBR partitions behind it.
+// a GPT, or an MBR with partitions.
 func checkPartitionTable(disk string) error {
 	f, err := os.Open(disk)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	buf := make([]byte, 1024)
-	if _, err := io.ReadFull(f, buf); err != nil {
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	m, err := parttable.ReadMBR(f)
+	if err != nil {
 		return fmt.Errorf("reading the installed disk: %w", err)
 	}
-	if buf[510] != 0x55 || buf[511] != 0xaa {
+	if !m.Signature {
 		return fmt.Errorf("the installed disk has no partition table (no MBR signature at byte 510)")
 	}
-	if string(buf[512:520]) == "EFI PART" {
+	if _, err := parttable.ReadGPT(f, st.Size()); err == nil || len(m.Partitions()) > 0 {
 		return nil
-	}
-	for i := 0; i < 4; i++ {
-		if buf[446+16*i+4] != 0 {
-			return nil
-		}
 	}
 	return fmt.Errorf("the installed disk's partition table is empty")
 }

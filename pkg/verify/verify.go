@@ -13,7 +13,7 @@ package verify
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -23,6 +23,7 @@ import (
 	"regexp"
 	"time"
 
+	"github.com/kiln-build/kiln/pkg/parttable"
 	"github.com/kiln-build/kiln/qemu"
 )
 
@@ -206,9 +207,9 @@ func FirmwareOf(gptTypes []string) []qemu.FirmwareKind {
 	return out
 }
 
-const (
-	biosBootGUID = "21686148-6449-6E6F-744E-656564454649"
-	espGUID      = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
+var (
+	biosBootGUID = parttable.TypeGUIDBIOSBoot.String()
+	espGUID      = parttable.TypeGUIDESP.String()
 )
 
 // PartitionTypes reads the GPT partition type GUIDs of an image (UEFI
@@ -234,28 +235,22 @@ func PartitionTypes(ctx context.Context, image, format string) ([]string, error)
 		return nil, err
 	}
 	defer f.Close()
-	hdr := make([]byte, 92)
-	if _, err := f.ReadAt(hdr, 512); err != nil || string(hdr[:8]) != "EFI PART" {
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	g, err := parttable.ReadGPT(f, st.Size())
+	if errors.Is(err, parttable.ErrNoGPT) {
 		return nil, nil
 	}
-	lba := int64(binary.LittleEndian.Uint64(hdr[72:80]))
-	n := binary.LittleEndian.Uint32(hdr[80:84])
-	size := binary.LittleEndian.Uint32(hdr[84:88])
-	if n > 1024 || size < 128 || size > 4096 {
-		return nil, fmt.Errorf("reading the partition table of %s: a GPT header with %d entries of %d bytes", image, n, size)
+	if err != nil {
+		return nil, fmt.Errorf("reading the partition table of %s: %w", image, err)
 	}
 	var types []string
-	e := make([]byte, size)
-	for i := int64(0); i < int64(n); i++ {
-		if _, err := f.ReadAt(e, lba*512+i*int64(size)); err != nil {
-			break
+	for i := 0; i < int(g.Header.NumEntries); i++ {
+		if e := g.Entry(i); e.Type != (parttable.GUID{}) {
+			types = append(types, e.Type.String())
 		}
-		g := e[:16]
-		if bytes.Equal(g, make([]byte, 16)) {
-			continue
-		}
-		types = append(types, fmt.Sprintf("%08X-%04X-%04X-%X-%X", binary.LittleEndian.Uint32(g[0:4]), binary.LittleEndian.Uint16(g[4:6]),
-			binary.LittleEndian.Uint16(g[6:8]), g[8:10], g[10:16]))
 	}
 	return types, nil
 }

@@ -8,30 +8,17 @@ import (
 	"strings"
 
 	"github.com/kiln-build/kiln/pkg/kickstart"
+	"github.com/kiln-build/kiln/pkg/parttable"
 )
 
 // Partition type GUIDs (UEFI 2.10 section 5.3.3, and the Discoverable
 // Partitions Specification for the Linux ones), as blivet sets them.
 var (
-	BIOSBoot = guid("21686148-6449-6E6F-744E-656564454649")
-	ESP      = guid("C12A7328-F81F-11D2-BA4B-00A0C93EC93B")
-	Swap     = guid("0657FD6D-A4AB-43C4-84E5-0933C84B4F4F")
+	BIOSBoot        = parttable.TypeGUIDBIOSBoot
+	ESP             = parttable.TypeGUIDESP
+	Swap            = parttable.TypeGUIDLinuxSwap
+	LinuxFilesystem = parttable.TypeGUIDLinuxFilesystem
 )
-
-// guid turns a GUID's text form into its on-disk form: the first three
-// fields little-endian, the last two as written.
-func guid(s string) [16]byte {
-	h := strings.ReplaceAll(s, "-", "")
-	var b [16]byte
-	for i := range b {
-		v, _ := strconv.ParseUint(h[2*i:2*i+2], 16, 8)
-		b[i] = byte(v)
-	}
-	b[0], b[1], b[2], b[3] = b[3], b[2], b[1], b[0]
-	b[4], b[5] = b[5], b[4]
-	b[6], b[7] = b[7], b[6]
-	return b
-}
 
 // Volume is one partition of the installed disk and what goes on it.
 type Volume struct {
@@ -48,7 +35,7 @@ type Volume struct {
 }
 
 // Type is the GPT partition type of the volume.
-func (v *Volume) Type() [16]byte {
+func (v *Volume) Type() parttable.GUID {
 	switch v.FSType {
 	case "biosboot":
 		return BIOSBoot
