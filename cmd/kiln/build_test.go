@@ -96,10 +96,13 @@ func TestBuildDryRun(t *testing.T) {
 	iso := smallISO(t, "Rocky 9 dvd")
 	ks := writeFile(t, "k.ks", "text\nurl --url=http://mirror.example/os/\nrootpw --plaintext s3cret\nautopart\n%packages\n@core\n%end\n"+
 		"%post\ncurl -o /etc/a http://files.example:8080/a\n%end\n")
-	code, out, errOut := kiln(t, "", "build", "--ks", ks, "--iso", iso, "-o", filepath.Join(t.TempDir(), "x"), "--format", "qcow2,raw", "--dry-run", "--accel", "tcg")
+	outDir := t.TempDir()
+	code, out, errOut := kiln(t, "", "build", "--ks", ks, "--iso", iso, "-o", filepath.Join(outDir, "x"), "--format", "qcow2,raw", "--dry-run", "--accel", "tcg")
 	if code != 0 {
 		t.Fatalf("exit %d\n%s%s", code, out, errOut)
 	}
+	exe, _ := os.Executable()
+	testutil.Golden(t, "dry-run.txt", []byte(strings.NewReplacer(iso, "IN.iso", filepath.Dir(ks), "KSDIR", outDir, "OUTDIR", exe, "KILN").Replace(out)), *update)
 	for _, want := range []string{
 		`inst.stage2=hd:LABEL=Rocky\x209\x20dvd inst.ks=file:/ks.cfg`,
 		"restrict=on", "guestfwd=tcp:10.0.2.100:PORT", "-accel tcg",

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"compress/gzip"
 	"encoding/json"
+	"flag"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -89,5 +92,41 @@ func TestISORemaster(t *testing.T) {
 	}
 	if code, _, _ := kiln(t, "", "iso", in, out); code != 2 {
 		t.Errorf("missing --ks: exit %d", code)
+	}
+}
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+// TestISOInspectGolden pins kiln iso inspect's text and JSON for the
+// committed image, which has a .treeinfo, a GRUB configuration and both
+// name views; it needs no outside tool.
+func TestISOInspectGolden(t *testing.T) {
+	f, err := os.Open("../../iso/testdata/plain.iso.gz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := filepath.Join(t.TempDir(), "plain.iso")
+	w, _ := os.Create(img)
+	if _, err := io.Copy(w, zr); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	for _, tc := range []struct {
+		golden string
+		args   []string
+	}{
+		{"inspect-plain.txt", []string{"iso", "inspect", img}},
+		{"inspect-plain.json", []string{"--json", "iso", "inspect", img}},
+	} {
+		code, out, errOut := kiln(t, "", tc.args...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d: %s", tc.args, code, errOut)
+		}
+		testutil.Golden(t, tc.golden, []byte(strings.ReplaceAll(out, img, "plain.iso")), *update)
 	}
 }
