@@ -2,7 +2,6 @@ package iso
 
 import (
 	"bytes"
-	"compress/gzip"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -16,20 +15,7 @@ import (
 // plainImage is the committed image, unpacked.
 func plainImage(t *testing.T) []byte {
 	t.Helper()
-	f, err := os.Open(filepath.Join("testdata", "plain.iso.gz"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := io.ReadAll(zr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return data
+	return testutil.ReadGzip(t, filepath.Join("testdata", "plain.iso.gz"))
 }
 
 // TestOverlayModel lays random writes, file references, moves and

@@ -485,19 +485,7 @@ func TestCommittedImage(t *testing.T) {
 		zw.Close()
 		os.WriteFile(img, gz.Bytes(), 0o644)
 	}
-	f, err := os.Open(img)
-	if err != nil {
-		t.Fatalf("%v (go test -update makes it)", err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := io.ReadAll(zr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := testutil.ReadGzip(t, img)
 	r, err := NewReader(bytes.NewReader(data), int64(len(data)))
 	if err != nil {
 		t.Fatal(err)

@@ -1,10 +1,8 @@
 package main
 
 import (
-	"compress/gzip"
 	"encoding/json"
 	"flag"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -101,21 +99,10 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 // committed image, which has a .treeinfo, a GRUB configuration and both
 // name views; it needs no outside tool.
 func TestISOInspectGolden(t *testing.T) {
-	f, err := os.Open("../../iso/testdata/plain.iso.gz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
 	img := filepath.Join(t.TempDir(), "plain.iso")
-	w, _ := os.Create(img)
-	if _, err := io.Copy(w, zr); err != nil {
+	if err := os.WriteFile(img, testutil.ReadGzip(t, "../../iso/testdata/plain.iso.gz"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	w.Close()
 	for _, tc := range []struct {
 		golden string
 		args   []string

@@ -2,6 +2,8 @@
 package testutil
 
 import (
+	"compress/gzip"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -58,4 +60,23 @@ func Golden(t testing.TB, name string, got []byte, update bool) {
 	if string(got) != string(want) {
 		t.Errorf("%s differs (go test -update rewrites it):\n got:\n%s\nwant:\n%s", p, got, want)
 	}
+}
+
+// ReadGzip returns the unpacked contents of a committed .gz file.
+func ReadGzip(t testing.TB, path string) []byte {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatalf("%v (go test -update makes it)", err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	data, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return data
 }

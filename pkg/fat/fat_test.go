@@ -5,7 +5,6 @@ import (
 	"compress/gzip"
 	"errors"
 	"flag"
-	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -80,20 +79,7 @@ func committed(t *testing.T, kib, bits string) []byte {
 			t.Fatal(err)
 		}
 	}
-	f, err := os.Open(committedName(bits))
-	if err != nil {
-		t.Fatalf("%v (go test -update makes it)", err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := io.ReadAll(zr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return data
+	return testutil.ReadGzip(t, committedName(bits))
 }
 
 func checkRead(t *testing.T, data []byte, bits string) {
