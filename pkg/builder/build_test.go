@@ -88,11 +88,12 @@ func TestServeKickstart(t *testing.T) {
 	ks := kickstart.Parse("k.ks", orig, kickstart.Options{Version: kickstart.RHEL9})
 	b := &builder{o: Options{Kickstart: ks, Original: orig, FilesDir: t.TempDir()}, ks: ks, original: orig, manifest: &Manifest{}}
 	ups := b.upstreams()
-	srv, err := ksserve.New(ksserve.Config{Mirrors: ups, Cache: &cache.Cache{}, Reports: true, FilesDir: b.o.FilesDir})
+	srv, err := ksserve.New(ksserve.Config{Mirrors: ups, Cache: &cache.Cache{}, Reports: true, FilesDir: b.o.FilesDir, Token: "TOKEN"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	served := string(b.serveKickstart(srv, "http://10.0.2.100:1234"))
+	golden(t, "served-ks.cfg", []byte(served))
 	for _, want := range []string{"poweroff", "url --url=http://10.0.2.100:1234/" + srv.Token() + "/mirror/install/",
 		"curl -o /etc/a http://10.0.2.100:1234/" + srv.Token() + "/mirror/script-files.example/a", "original-ks.cfg",
 		"curl -o /etc/b http://10.0.2.100:1234/" + srv.Token() + "/files/b.conf", srv.ReportPath("packages"), "rpm -qa"} {
