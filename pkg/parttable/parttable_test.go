@@ -109,3 +109,46 @@ func (r readerAt) ReadAt(p []byte, off int64) (int, error) {
 	}
 	return copy(p, r[off:]), nil
 }
+
+// FuzzReadGPT reads anything as a disk: it must not panic, and a table it
+// accepts must re-encode to itself.
+func FuzzReadGPT(f *testing.F) {
+	const sectors = 80
+	disk := make(writerAt, sectors*SectorSize)
+	g := New(sectors)
+	e := Entry{Type: TypeGUIDESP, Unique: NewGUID(), FirstLBA: 34, LastLBA: 40}
+	e.SetName("EFI System")
+	g.SetEntry(0, e)
+	Protective(sectors).Write(disk)
+	g.Write(disk, sectors)
+	f.Add([]byte(disk))
+	f.Add(make([]byte, 2*SectorSize))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r := readerAt(data)
+		m, err := ReadMBR(r)
+		if err == nil {
+			m.Partitions()
+		}
+		g, err := ReadGPT(r, int64(len(data)))
+		if err != nil {
+			return
+		}
+		for i := 0; i < int(g.Header.NumEntries); i++ {
+			e := g.Entry(i)
+			g.SetEntry(i, e)
+			if g.Entry(i) != e {
+				t.Fatalf("entry %d does not round-trip", i)
+			}
+			e.NameString()
+		}
+	})
+}
+
+type writerAt []byte
+
+func (w writerAt) WriteAt(p []byte, off int64) (int, error) {
+	if off+int64(len(p)) > int64(len(w)) {
+		return 0, os.ErrInvalid
+	}
+	return copy(w[off:], p), nil
+}
