@@ -112,6 +112,7 @@ func BenchmarkBuild(b *testing.B) {
 	e := newBuildBench(b)
 	dir, httpDir, kilnBuild := e.dir, e.httpDir, e.kilnBuild
 	packer, _ := exec.LookPath("packer")
+	packerFailed := false
 	packerBuild := func(i int) time.Duration {
 		out := filepath.Join(dir, fmt.Sprintf("packer-%d", i))
 		tpl := map[string]any{"builders": []map[string]any{{
@@ -119,7 +120,9 @@ func BenchmarkBuild(b *testing.B) {
 			"vm_name": "rocky9.qcow2", "format": "qcow2", "disk_size": "1024M", "disk_interface": "virtio", "net_device": "virtio-net",
 			"accelerator": "tcg", "headless": true, "memory": 1024, "cpus": 1, "communicator": "none",
 			"http_directory": httpDir, "http_bind_address": "127.0.0.1", "vnc_bind_address": "127.0.0.1",
-			"boot_wait": "3s", "boot_command": []string{"<tab> inst.ks=http://{{ .HTTPIP }}:{{ .HTTPPort }}/ks.cfg<enter>"},
+			// Under TCG, SeaBIOS and isolinux's menu take several
+			// seconds; keys typed before the menu are lost.
+			"boot_wait": "15s", "boot_command": []string{"<tab> inst.ks=http://{{ .HTTPIP }}:{{ .HTTPPort }}/ks.cfg<enter>"},
 			"shutdown_timeout": "10m",
 		}}}
 		js, _ := json.Marshal(tpl)
@@ -129,7 +132,10 @@ func BenchmarkBuild(b *testing.B) {
 		cmd := exec.Command(packer, "build", "-color=false", p)
 		cmd.Env = append(os.Environ(), "PACKER_CACHE_DIR="+filepath.Join(dir, "packer-cache"), "CHECKPOINT_DISABLE=1")
 		if o, err := cmd.CombinedOutput(); err != nil {
-			b.Fatalf("packer build: %v\n%s", err, o)
+			// The peer's failure is reported, and kiln's own figures kept.
+			fmt.Printf("packer build failed, so there is no packer ratio: %v\n%s\n", err, o)
+			packer, packerFailed = "", true
+			return 0
 		}
 		return time.Since(start)
 	}
@@ -180,7 +186,7 @@ func BenchmarkBuild(b *testing.B) {
 		b.ReportMetric(viaPacker.Seconds()/direct.Seconds(), "packer/kiln")
 		fmt.Printf("packer %.1fs: packer/kiln-direct %.2fx, packer/kiln-iso %.2fx\n",
 			viaPacker.Seconds()/n, viaPacker.Seconds()/direct.Seconds(), viaPacker.Seconds()/viaISO.Seconds())
-	} else {
+	} else if !packerFailed {
 		fmt.Println("packer is not installed (make bench-setup installs it): no packer ratio")
 	}
 }
