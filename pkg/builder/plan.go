@@ -59,6 +59,10 @@ const (
 func Plan(o Options) (*BuildPlan, error) {
 	start := time.Now()
 	events := o.Events
+	// A build's events begin with its first phase, which is this one.
+	if events != nil {
+		events(Event{Event: "phase", Phase: "validate"})
+	}
 	b := &builder{o: o, manifest: &Manifest{}}
 	var notices []string
 	b.o.Events = func(ev Event) {

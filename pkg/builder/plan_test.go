@@ -28,10 +28,17 @@ func TestPlanLeavesInputsAlone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := Options{Kickstart: ks, Original: orig, TDL: tpl, TDLPath: "t.tdl", Output: filepath.Join(t.TempDir(), "out"), Formats: []string{"raw"}, DiskSize: 1 << 30}
+	var events []Event
+	o := Options{Kickstart: ks, Original: orig, TDL: tpl, TDLPath: "t.tdl", Output: filepath.Join(t.TempDir(), "out"), Formats: []string{"raw"}, DiskSize: 1 << 30,
+		Events: func(ev Event) { events = append(events, ev) }}
 	first, err := Plan(o)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The build's event stream starts with the plan's phase; its notices
+	// are the run's to emit.
+	if len(events) != 1 || events[0].Event != "phase" || events[0].Phase != "validate" {
+		t.Errorf("Plan's events: %+v", events)
 	}
 	second, err := Plan(o)
 	if err != nil {
