@@ -104,31 +104,21 @@ func (o *overlay) move(dst, src, n int64) error {
 	return nil
 }
 
-// put inserts x, trimming what it covers of the extents already laid.
+// put inserts x, trimming what it covers of the extents already laid:
+// only the first and the last it overlaps can keep a piece.
 func (o *overlay) put(x extent) {
 	i := sort.Search(len(o.extents), func(i int) bool { return o.extents[i].end() > x.off })
-	var keep []extent
 	j := i
-	for ; j < len(o.extents) && o.extents[j].off < x.end(); j++ {
-		y := o.extents[j]
-		if y.off < x.off {
-			keep = append(keep, y.slice(y.off, x.off))
-		}
-		if y.end() > x.end() {
-			keep = append(keep, y.slice(x.end(), y.end()))
-		}
+	for j < len(o.extents) && o.extents[j].off < x.end() {
+		j++
 	}
 	var mid []extent
-	for _, k := range keep {
-		if k.off < x.off {
-			mid = append(mid, k)
-		}
+	if i < j && o.extents[i].off < x.off {
+		mid = append(mid, o.extents[i].slice(o.extents[i].off, x.off))
 	}
 	mid = append(mid, x)
-	for _, k := range keep {
-		if k.off >= x.off {
-			mid = append(mid, k)
-		}
+	if i < j && o.extents[j-1].end() > x.end() {
+		mid = append(mid, o.extents[j-1].slice(x.end(), o.extents[j-1].end()))
 	}
 	o.extents = append(o.extents[:i], append(mid, o.extents[j:]...)...)
 	o.size = max(o.size, x.end())

@@ -99,7 +99,7 @@ func Plan(o Options) (*BuildPlan, error) {
 			src = &source{iso: o.ISO}
 		case isURL(o.Netboot):
 			p.Source = "d-i netboot " + cache.Redact(o.Netboot)
-			src = &source{netbootURL: dryRunPath + "mirror/" + netbootMirror + "/"}
+			src = &source{} // d-i is fetched through the proxy: a kernel in the work directory
 		default:
 			p.Source = "d-i netboot " + o.Netboot
 			src = &source{kernel: filepath.Join(o.Netboot, netbootKernel), initrd: filepath.Join(o.Netboot, netbootInitrd), local: true}

@@ -112,7 +112,7 @@ func (g *GPT) arraySectors() uint64 { return (uint64(len(g.Array)) + SectorSize 
 // ends before the backup array.
 func (g *GPT) Write(w io.WriterAt, sectors uint64) error {
 	if sectors < 2*(2+g.arraySectors())+1 {
-		return fmt.Errorf("writing a GPT: the disk has %d sectors, too few", sectors)
+		return fmt.Errorf("writing a GPT: the disk has %d sectors, too few for a GPT", sectors)
 	}
 	h := g.Header
 	h.MyLBA, h.AlternateLBA = 1, sectors-1

@@ -31,10 +31,10 @@ func UsableLBAs(size int64) (first, last uint64) {
 // parts to a disk of size bytes.
 func WriteGPT(w io.WriterAt, size int64, parts []Partition) error {
 	sectors := uint64(size / parttable.SectorSize)
-	if sectors < 2*(2+32)+1 {
+	g := parttable.New(sectors)
+	if sectors <= 2*g.Header.FirstUsableLBA { // both tables, and a sector between
 		return fmt.Errorf("writing a partition table: the disk has %d sectors, too few for a GPT", sectors)
 	}
-	g := parttable.New(sectors)
 	first, last := g.Header.FirstUsableLBA, g.Header.LastUsableLBA
 	if len(parts) > int(g.Header.NumEntries) {
 		return fmt.Errorf("writing a partition table: %d partitions, at most %d", len(parts), g.Header.NumEntries)
